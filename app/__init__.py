@@ -1,0 +1,91 @@
+"""The Flask application factory: `gunicorn 'app:create_app()'`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+from flask import Flask, g, jsonify, request
+
+from actions import ACTIONS
+from app.config import ConfigError, Settings, load_settings
+from app.errors import register_error_handlers
+from app.logs import configure_logging
+from app.pipeline import register_actions
+from app.request_context import clear_request_id, new_request_id
+from app.stigg import StiggClient
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app. Settings come from the environment; `test_config` (same names as the
+    environment variables) overrides them.
+
+    Raises ConfigError, with a one-line message naming the setting, when one is missing or
+    malformed.
+    """
+    environ = {**os.environ, **(test_config or {})}
+    configure_logging(environ.get("LOG_LEVEL", "INFO"))
+    try:
+        settings = load_settings(environ)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        raise
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["settings"] = settings
+    app.extensions["stigg"] = StiggClient(
+        api_url=settings.stigg_api_url,
+        api_key=settings.stigg_api_key,
+        timeout_s=settings.stigg_timeout_s,
+        deadline_s=settings.stigg_deadline_s,
+        customer_url_template=settings.stigg_customer_url_template,
+    )
+
+    _register_request_id(app)
+    register_error_handlers(app)
+    register_actions(app, ACTIONS)
+    _register_health(app, settings)
+    return app
+
+
+def _register_request_id(app: Flask) -> None:
+    @app.before_request
+    def start_request():
+        g.request_id = new_request_id(request.headers.get("X-Request-Id"))
+        g.started = time.monotonic()
+
+    @app.after_request
+    def finish_request(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": int((time.monotonic() - g.get("started", time.monotonic())) * 1000),
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def forget_request(exc):
+        clear_request_id()
+
+
+def _register_health(app: Flask, settings: Settings) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz():
+        return jsonify(
+            {"status": "ready", "stigg": "sandbox" if settings.uses_local_stigg else "stigg"}
+        )

@@ -1,0 +1,21 @@
+"""What one Flow action is: everything the routes, the OpenAPI document and the sfdx/
+registration are generated from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from marshmallow import Schema
+
+
+@dataclass(frozen=True)
+class Action:
+    operation_id: str
+    path: str
+    summary: str
+    description: str
+    request_schema: type[Schema]
+    response_schema: type[Schema]
+    # run(*, request: dict, stigg: StiggSession, idempotency_key: str | None) -> dict
+    handler: Callable[..., dict]

@@ -1,0 +1,239 @@
+"""Stigg's GraphQL API through gql, with our own retry policy and a per-request deadline.
+
+The gql transport's retries are off: whether a call may be repeated depends on the
+operation (see `operations.Resend`), which only this module knows. One gql session per
+thread, because a gql session is not safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import requests
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import (
+    TransportConnectionFailed,
+    TransportProtocolError,
+    TransportQueryError,
+)
+from gql.transport.requests import RequestsHTTPTransport
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from urllib3.exceptions import NewConnectionError
+
+from app.stigg import errors
+from app.stigg.errors import StiggFailure
+from app.stigg.operations import Operation, Resend, load_operations
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 4
+# Below this much time left, an attempt cannot succeed; fail fast instead.
+MIN_ATTEMPT_S = 0.05
+
+
+class _UpstreamHTTPError(Exception):
+    def __init__(self, status: int, body: object, retry_after_s: float | None):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+
+class _StatusAwareTransport(RequestsHTTPTransport):
+    """gql drops the HTTP status when an error body is JSON; we need it (401, 429, 5xx)."""
+
+    def _prepare_result(self, response: requests.Response):
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise _UpstreamHTTPError(
+                response.status_code, body, parse_retry_after(response.headers.get("Retry-After"))
+            )
+        return super()._prepare_result(response)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class StiggClient:
+    """Long-lived: one per app. `session()` gives the per-request view with its deadline."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        api_key: str,
+        timeout_s: float,
+        deadline_s: float,
+        customer_url_template: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.api_url = api_url
+        self._headers = {"X-API-KEY": api_key, "X-API-VERSION": "1"}
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.customer_url_template = customer_url_template
+        self.operations = load_operations()
+        self._sleep = sleep
+        self._local = threading.local()
+
+    def session(self) -> StiggSession:
+        return StiggSession(self, deadline=time.monotonic() + self.deadline_s)
+
+    def customer_url(self, customer_id: str) -> str:
+        return self.customer_url_template.replace("{customerId}", quote(customer_id, safe=""))
+
+    def _gql_session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            transport = _StatusAwareTransport(
+                url=self.api_url, headers=self._headers, timeout=self.timeout_s, retries=0
+            )
+            session = Client(transport=transport, fetch_schema_from_transport=False).connect_sync()
+            self._local.session = session
+        return session
+
+    def attempt(self, operation: Operation, variables: dict, timeout_s: float) -> dict:
+        """One HTTP round trip; every failure comes out as a StiggFailure."""
+        request = GraphQLRequest(
+            operation.document, variable_values=variables, operation_name=operation.name
+        )
+        try:
+            data = self._gql_session().execute(request, timeout=timeout_s)
+        except TransportQueryError as exc:
+            raise errors.from_graphql_errors(exc.errors or [{"message": str(exc)}]) from exc
+        except _UpstreamHTTPError as exc:
+            raise errors.from_http_status(exc.status, exc.body, exc.retry_after_s) from exc
+        except TransportProtocolError as exc:
+            raise errors.bad_response("the answer was not a GraphQL JSON document") from exc
+        except TransportConnectionFailed as exc:
+            raise _connection_failure(exc.__cause__) from exc
+        if not isinstance(data, dict) or operation.result_key not in data:
+            raise errors.bad_response(f"no {operation.result_key} in the answer")
+        if data[operation.result_key] is None and operation.is_mutation:
+            raise errors.bad_response(f"{operation.result_key} came back empty")
+        return data
+
+
+def _connection_failure(cause: BaseException | None) -> StiggFailure:
+    if isinstance(cause, requests.ConnectTimeout) or _is_refused(cause):
+        return errors.unavailable("could not connect", may_have_executed=False)
+    if isinstance(cause, requests.Timeout):
+        return errors.timed_out("no answer within STIGG_TIMEOUT_S")
+    return errors.unavailable("the connection broke before an answer", may_have_executed=True)
+
+
+def _is_refused(cause: BaseException | None) -> bool:
+    """requests nests urllib3's reason a few levels deep; look through the chain."""
+    pending, seen = [cause], set()
+    while pending:
+        exc = pending.pop()
+        if not isinstance(exc, BaseException) or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, NewConnectionError | ConnectionRefusedError):
+            return True
+        pending.extend([getattr(exc, "reason", None), exc.__cause__, exc.__context__, *exc.args])
+    return False
+
+
+class StiggSession:
+    """What an action sees: Stigg calls that share one request's deadline."""
+
+    def __init__(self, client: StiggClient, *, deadline: float):
+        self._client = client
+        self._deadline = deadline
+        self.attempts = 0
+
+    def customer_url(self, customer_id: str) -> str:
+        return self._client.customer_url(customer_id)
+
+    def remaining_s(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def execute(self, operation_name: str, variables: dict) -> dict:
+        """Run one operation (retrying where that is safe) and return its result field."""
+        operation = self._client.operations[operation_name]
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: _may_resend(operation, exc)),
+            wait=self._wait,
+            stop=stop_after_attempt(MAX_ATTEMPTS) | self._out_of_time,
+            sleep=self._client._sleep,
+            before_sleep=lambda state: log.warning(
+                "retrying Stigg call",
+                extra={
+                    "operation": operation.name,
+                    "attempt": state.attempt_number,
+                    "error_code": getattr(state.outcome.exception(), "code", None),
+                },
+            ),
+            reraise=True,
+        )
+        data = retrying(self._attempt, operation, variables)
+        return data[operation.result_key]
+
+    def _attempt(self, operation: Operation, variables: dict) -> dict:
+        remaining = self.remaining_s()
+        if remaining < MIN_ATTEMPT_S:
+            raise errors.timed_out("STIGG_DEADLINE_S used up before the call")
+        self.attempts += 1
+        started = time.monotonic()
+        try:
+            return self._client.attempt(
+                operation, variables, min(self._client.timeout_s, remaining)
+            )
+        finally:
+            log.debug(
+                "Stigg call",
+                extra={"operation": operation.name, "duration_ms": _ms_since(started)},
+            )
+
+    _backoff = wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.3)
+
+    def _wait(self, state: RetryCallState) -> float:
+        delay = self._backoff(state)
+        failure = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(failure, "retry_after_s", None)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+    def _out_of_time(self, state: RetryCallState) -> bool:
+        # Stop when the next wait would leave no time for the attempt after it.
+        upcoming = state.upcoming_sleep or 0.0
+        return self.remaining_s() - upcoming < MIN_ATTEMPT_S * 2
+
+
+def _may_resend(operation: Operation, exc: BaseException) -> bool:
+    if not isinstance(exc, StiggFailure) or not exc.retryable:
+        return False
+    return operation.resend is Resend.ALWAYS or not exc.may_have_executed
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,60 @@
+"""The GraphQL operations the service sends to Stigg, parsed once, with their retry rule.
+
+The documents live as `.graphql` files beside this module and select only the fields the
+actions read. Each operation says whether resending it can double a side effect.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphql import DocumentNode, OperationDefinitionNode, parse
+
+DOCUMENTS_DIR = Path(__file__).parent / "documents"
+
+
+class Resend(enum.Enum):
+    # Reads and upserts: sending twice leaves Stigg as sending once would.
+    ALWAYS = "always"
+    # Creates that bill or grant: resend only when Stigg certainly did not execute the first
+    # attempt (refused the connection, rate-limited it, or rejected it as busy).
+    ONLY_IF_NOT_EXECUTED = "only-if-not-executed"
+
+
+# provisionCustomer is create-only: a repeat that lands after a lost answer fails with
+# DuplicatedEntityNotAllowed, which the customer upsert turns into an update.
+RESEND_RULES = {
+    "GetCustomer": Resend.ALWAYS,
+    "ProvisionCustomer": Resend.ALWAYS,
+    "UpdateCustomer": Resend.ALWAYS,
+    "CreditGrants": Resend.ALWAYS,
+    "ProvisionSubscription": Resend.ONLY_IF_NOT_EXECUTED,
+    "GrantCredits": Resend.ONLY_IF_NOT_EXECUTED,
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    document: DocumentNode
+    result_key: str
+    resend: Resend
+    is_mutation: bool
+
+
+@functools.cache
+def load_operations() -> dict[str, Operation]:
+    operations = {}
+    for name, resend in RESEND_RULES.items():
+        document = parse((DOCUMENTS_DIR / f"{name}.graphql").read_text())
+        definition = document.definitions[0]
+        assert isinstance(definition, OperationDefinitionNode)
+        assert definition.name and definition.name.value == name, f"{name}.graphql names itself"
+        selection = definition.selection_set.selections[0]
+        result_key = (selection.alias or selection.name).value
+        is_mutation = definition.operation.value == "mutation"
+        operations[name] = Operation(name, document, result_key, resend, is_mutation)
+    return operations

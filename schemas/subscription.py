@@ -1,0 +1,169 @@
+"""Create Stigg Subscription.
+
+Parameters (Stigg's Salesforce action): Salesforce Account ID, Stigg Customer ID, Customer
+Email, Customer Name, Plan Base Charge Override, Plan ID, Add-ons (ID and quantity),
+Billing Period, Payment Collection Method, Trial, Trial End Date, Subscription Credit
+Entitlements; and, as Stigg's own package accepts, start date, resource ID and the
+Opportunity ID.
+"""
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from schemas.base import RequestSchema, ResponseSchema
+from schemas.customer import STIGG_CUSTOMER_ID_DESCRIPTION
+from schemas.fields import (
+    Amount,
+    Choice,
+    Currency,
+    SalesforceId,
+    StrictBoolean,
+    StrictInteger,
+    Text,
+    UtcDateTime,
+)
+
+BILLING_PERIODS = {"monthly": "MONTHLY", "annually": "ANNUALLY"}
+PAYMENT_COLLECTION_METHODS = {"PAYMENT_METHOD_ON_FILE": "CHARGE", "INVOICE": "INVOICE"}
+CREDIT_CADENCES = {"MONTH": "MONTH", "YEAR": "YEAR"}
+
+
+class SubscriptionAddon(RequestSchema):
+    addonId = Text(required=True, metadata={"description": "Stigg add-on ID."})
+    quantity = StrictInteger(
+        load_default=1,
+        validate=validate.Range(min=1),
+        metadata={"description": "How many of the add-on; defaults to 1."},
+    )
+
+
+class SubscriptionCreditEntitlement(RequestSchema):
+    customCurrencyId = Text(
+        required=True,
+        metadata={
+            "description": "Stigg custom currency (credit type) ID, e.g. cred-type-ai-tokens."
+        },
+    )
+    amount = Amount(required=True, metadata={"description": "Credits granted each cadence."})
+    cadence = Choice(
+        CREDIT_CADENCES,
+        required=True,
+        metadata={"description": "How often the credits are granted."},
+    )
+    priceOverride = Amount(
+        minimum=0,
+        exclusive=False,
+        metadata={"description": "Price of these credits per billing period (paid plans only)."},
+    )
+
+
+class CreateSubscriptionRequest(RequestSchema):
+    salesforceAccountId = SalesforceId(
+        key_prefix="001",
+        record_kind="Account",
+        required=True,
+        metadata={"description": "Salesforce Account ID of the customer (15 or 18 characters)."},
+    )
+    stiggCustomerId = Text(metadata={"description": STIGG_CUSTOMER_ID_DESCRIPTION})
+    customerName = Text(metadata={"description": "Customer name, set on the Stigg customer."})
+    customerEmail = fields.Email(
+        validate=validate.Length(max=254),
+        metadata={"description": "Customer email, set on the Stigg customer when given."},
+    )
+    planId = Text(required=True, metadata={"description": "Stigg plan ID."})
+    planBaseChargeOverride = Amount(
+        minimum=0,
+        exclusive=False,
+        metadata={"description": "Overrides the plan's base charge per billing period."},
+    )
+    currency = Currency(
+        metadata={
+            "description": "ISO 4217 currency of planBaseChargeOverride and credit price "
+            "overrides; the plan's currency when omitted."
+        }
+    )
+    addons = fields.List(
+        fields.Nested(SubscriptionAddon), metadata={"description": "Add-ons with quantities."}
+    )
+    billingPeriod = Choice(
+        BILLING_PERIODS,
+        metadata={"description": "monthly or annually (any case); must be one the plan offers."},
+    )
+    paymentCollectionMethod = Choice(
+        PAYMENT_COLLECTION_METHODS,
+        metadata={
+            "description": "PAYMENT_METHOD_ON_FILE charges the payment method on file; INVOICE "
+            "generates an invoice to pay manually."
+        },
+    )
+    trial = StrictBoolean(metadata={"description": "Start the subscription as a trial."})
+    trialEndDate = UtcDateTime(
+        metadata={"description": "Last day of the trial (start of that day, UTC). Implies trial."}
+    )
+    subscriptionCreditEntitlements = fields.List(
+        fields.Nested(SubscriptionCreditEntitlement),
+        metadata={"description": "Recurring credit grants included in the subscription."},
+    )
+    startDate = UtcDateTime(
+        metadata={"description": "Start date (start of that day, UTC); defaults to now."}
+    )
+    resourceId = Text(
+        metadata={"description": "Stigg resource ID, for products with several subscriptions."}
+    )
+    salesforceOpportunityId = SalesforceId(
+        key_prefix="006",
+        record_kind="Opportunity",
+        metadata={"description": "Opportunity ID, stored as the subscription's Salesforce ID."},
+    )
+
+    @validates_schema
+    def check_consistency(self, data, **kwargs):
+        if data.get("trial") is False and "trialEndDate" in data:
+            raise ValidationError("Only allowed when trial is true.", field_name="trialEndDate")
+        _refuse_repeats(data.get("addons", []), "addonId", "addons")
+        _refuse_repeats(
+            data.get("subscriptionCreditEntitlements", []),
+            "customCurrencyId",
+            "subscriptionCreditEntitlements",
+        )
+        has_price = "planBaseChargeOverride" in data or any(
+            "priceOverride" in item for item in data.get("subscriptionCreditEntitlements", [])
+        )
+        if "currency" in data and not has_price:
+            raise ValidationError(
+                "Only used with planBaseChargeOverride or a credit priceOverride; none was given.",
+                field_name="currency",
+            )
+
+
+def _refuse_repeats(items: list[dict], key: str, list_name: str) -> None:
+    seen = set()
+    for index, item in enumerate(items):
+        if item[key] in seen:
+            raise ValidationError(
+                {list_name: {index: {key: [f"{item[key]!r} appears more than once."]}}}
+            )
+        seen.add(item[key])
+
+
+class SubscriptionResult(ResponseSchema):
+    stiggSubscriptionId = fields.String(
+        required=True, metadata={"description": "Stigg subscription ID."}
+    )
+    stiggCustomerId = fields.String(required=True, metadata={"description": "Stigg customer ID."})
+    stiggCustomerUrl = fields.String(
+        required=True, metadata={"description": "Deep link to the customer in the Stigg app."}
+    )
+    status = fields.String(
+        required=True,
+        metadata={
+            "enum": ["SUCCESS", "PAYMENT_REQUIRED"],
+            "description": "PAYMENT_REQUIRED: not active until paid through checkoutUrl.",
+        },
+    )
+    subscriptionStatus = fields.String(
+        metadata={"description": "ACTIVE, IN_TRIAL, NOT_STARTED, PAYMENT_PENDING, ..."}
+    )
+    checkoutUrl = fields.String(metadata={"description": "Where the customer pays, when required."})
+    scheduled = fields.Boolean(
+        metadata={"description": "true when Stigg scheduled the change for a later date."}
+    )
