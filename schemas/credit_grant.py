@@ -43,7 +43,7 @@ class CreateCreditGrantRequest(RequestSchema):
         }
     )
     priority = StrictInteger(
-        validate=validate.Range(min=0, max=100),
+        validate=validate.Range(min=0, max=100, error="Must be between 0 and 100 (got {input})."),
         metadata={"description": "0-100; grants with a lower number are consumed first."},
     )
     paymentCollectionMethod = Choice(

@@ -28,7 +28,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from urllib3.exceptions import NewConnectionError
 
@@ -213,7 +214,9 @@ class StiggSession:
                 extra={"operation": operation.name, "duration_ms": _ms_since(started)},
             )
 
-    _backoff = wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.3)
+    # 0.2 s, 0.4 s, 0.8 s ... capped at 5 s, plus up to 0.3 s of jitter so that workers
+    # retrying the same outage do not hit Stigg in lockstep.
+    _backoff = wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.3)
 
     def _wait(self, state: RetryCallState) -> float:
         delay = self._backoff(state)

@@ -1,0 +1,147 @@
+"""A scripted stand-in for Stigg's GraphQL endpoint, on top of `responses`.
+
+By default it behaves like an empty Stigg environment (unknown customers, every create
+succeeds); a test scripts the answers it cares about per operation and then asserts the
+exact documents, variables and headers that were sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import requests
+import responses
+from urllib3.exceptions import NewConnectionError
+
+STIGG_URL = "https://api.stigg.test/graphql"
+
+_RESULT_KEYS = {
+    "GetCustomer": "getCustomerByRefId",
+    "ProvisionCustomer": "provisionCustomer",
+    "UpdateCustomer": "updateCustomer",
+    "ProvisionSubscription": "provisionSubscription",
+    "GrantCredits": "createCreditGrant",
+    "CreditGrants": "creditGrants",
+}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: object = None
+    headers: dict = field(default_factory=dict)
+    raw: str | None = None
+
+
+def data(result) -> dict:
+    """Marker: answer with this value as the operation's result field."""
+    return {"__result__": result}
+
+
+def graphql_error(
+    code: str | None, message: str = "rejected", *, validation: bool = True, status=200
+):
+    extensions = {"isValidationError": validation}
+    if code is not None:
+        extensions["code"] = code
+    return Reply(
+        status=status,
+        body={"data": None, "errors": [{"message": message, "extensions": extensions}]},
+    )
+
+
+def refused() -> Exception:
+    return requests.ConnectionError(NewConnectionError(None, "Connection refused"))
+
+
+@dataclass
+class Call:
+    operation: str
+    variables: dict
+    query: str
+    headers: dict
+
+    @property
+    def input(self) -> dict:
+        return self.variables["input"]
+
+
+class FakeStigg:
+    def __init__(self, mock: responses.RequestsMock):
+        self.calls: list[Call] = []
+        self._scripts: dict[str, list] = defaultdict(list)
+        self._ids = itertools.count(1)
+        mock.add_callback(responses.POST, STIGG_URL, callback=self._answer)
+
+    def script(self, operation: str, *answers) -> None:
+        """Queue answers for the next calls of `operation` (then the defaults apply)."""
+        self._scripts[operation].extend(answers)
+
+    def calls_to(self, operation: str) -> list[Call]:
+        return [call for call in self.calls if call.operation == operation]
+
+    @property
+    def operations(self) -> list[str]:
+        return [call.operation for call in self.calls]
+
+    def _answer(self, request):
+        payload = json.loads(request.body)
+        call = Call(
+            payload.get("operationName"),
+            payload.get("variables") or {},
+            payload["query"],
+            dict(request.headers),
+        )
+        self.calls.append(call)
+        queue = self._scripts[call.operation]
+        answer = queue.pop(0) if queue else self._default(call)
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, Reply):
+            text = answer.raw if answer.raw is not None else json.dumps(answer.body)
+            return answer.status, answer.headers, text
+        result = (
+            answer["__result__"] if isinstance(answer, dict) and "__result__" in answer else answer
+        )
+        return 200, {}, json.dumps({"data": {_RESULT_KEYS[call.operation]: result}})
+
+    def _default(self, call: Call):
+        given = call.variables.get("input", {})
+        if call.operation == "GetCustomer":
+            return data(None)
+        if call.operation == "ProvisionCustomer":
+            return data({"customer": {"customerId": given["customerId"]}})
+        if call.operation == "UpdateCustomer":
+            return data({"customerId": given["customerId"]})
+        if call.operation == "ProvisionSubscription":
+            subscription_id = f"subscription-{given['planId']}-{next(self._ids)}"
+            return data(
+                {
+                    "id": subscription_id,
+                    "status": "SUCCESS",
+                    "checkoutUrl": None,
+                    "isScheduled": False,
+                    "subscription": {"subscriptionId": subscription_id, "status": "ACTIVE"},
+                }
+            )
+        if call.operation == "GrantCredits":
+            return data(grant_from(given, grant_id=f"grant-{next(self._ids)}"))
+        if call.operation == "CreditGrants":
+            return data({"edges": []})
+        raise AssertionError(f"unexpected operation {call.operation}")
+
+
+def grant_from(given: dict, *, grant_id: str, status: str = "ACTIVE") -> dict:
+    return {
+        "grantId": grant_id,
+        "customerId": given["customerId"],
+        "status": status,
+        "amount": given["amount"],
+        "currencyId": given["currencyId"],
+        "effectiveAt": given.get("effectiveAt", "2026-11-27T10:00:00.000Z"),
+        "expireAt": given.get("expireAt"),
+        "additionalMetaData": given.get("additionalMetaData"),
+    }
