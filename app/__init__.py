@@ -9,10 +9,10 @@ from collections.abc import Mapping
 
 from flask import Flask, g, jsonify, request
 
-from actions import ACTIONS
 from app.config import ConfigError, Settings, load_settings
 from app.errors import register_error_handlers
 from app.logs import configure_logging
+from app.openapi import build_spec
 from app.pipeline import register_actions
 from app.request_context import clear_request_id, new_request_id
 from app.stigg import StiggClient
@@ -27,6 +27,10 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     Raises ConfigError, with a one-line message naming the setting, when one is missing or
     malformed.
     """
+    # Imported here, not at module level: actions import app.stigg, so a module-level
+    # import would make `import actions` and `import app` depend on their order.
+    from actions import ACTIONS
+
     environ = {**os.environ, **(test_config or {})}
     configure_logging(environ.get("LOG_LEVEL", "INFO"))
     try:
@@ -51,6 +55,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     register_error_handlers(app)
     register_actions(app, ACTIONS)
     _register_health(app, settings)
+    _register_openapi(app, build_spec(ACTIONS))
     return app
 
 
@@ -77,6 +82,12 @@ def _register_request_id(app: Flask) -> None:
     @app.teardown_request
     def forget_request(exc):
         clear_request_id()
+
+
+def _register_openapi(app: Flask, spec: dict) -> None:
+    @app.get("/v1/openapi.json")
+    def openapi():
+        return jsonify(spec)
 
 
 def _register_health(app: Flask, settings: Settings) -> None:

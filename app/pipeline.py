@@ -12,7 +12,7 @@ import re
 from flask import Flask, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 
-from actions import Action
+from actions.action import Action
 from app.auth import authenticate
 from app.config import Settings
 from app.errors import ActionError, FieldError, validation_failed

@@ -20,7 +20,9 @@ class Text(fields.String):
     def __init__(self, *, max_length: int = 255, **kwargs):
         self.max_length = max_length
         kwargs.setdefault("metadata", {})
+        kwargs["metadata"].setdefault("minLength", 1)
         kwargs["metadata"].setdefault("maxLength", max_length)
+        kwargs["metadata"].setdefault("pattern", r"\S")
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
