@@ -26,6 +26,11 @@ ACTIONS = [
         request_schema=CreateCustomerWithEmailRequest,
         response_schema=CustomerResult,
         handler=create_customer.run,
+        example={
+            "salesforceAccountId": "001D000000IqhSLIAZ",
+            "customerName": "Acme Corp",
+            "customerEmail": "billing@acme.example",
+        },
     ),
     Action(
         operation_id="createCustomerWithoutEmail",
@@ -38,6 +43,7 @@ ACTIONS = [
         request_schema=CreateCustomerWithoutEmailRequest,
         response_schema=CustomerResult,
         handler=create_customer.run,
+        example={"salesforceAccountId": "001D000000IqhSM", "customerName": "Globex"},
     ),
     Action(
         operation_id="createSubscription",
@@ -51,6 +57,17 @@ ACTIONS = [
         request_schema=CreateSubscriptionRequest,
         response_schema=SubscriptionResult,
         handler=create_subscription.run,
+        example={
+            "salesforceAccountId": "001D000000IqhSLIAZ",
+            "salesforceOpportunityId": "006D000000CkYtrIAF",
+            "planId": "plan-pro",
+            "billingPeriod": "monthly",
+            "paymentCollectionMethod": "INVOICE",
+            "addons": [{"addonId": "addon-seats", "quantity": 5}],
+            "subscriptionCreditEntitlements": [
+                {"customCurrencyId": "cred-type-ai-tokens", "amount": 1000, "cadence": "MONTH"}
+            ],
+        },
     ),
     Action(
         operation_id="createCreditGrant",
@@ -63,6 +80,13 @@ ACTIONS = [
         request_schema=CreateCreditGrantRequest,
         response_schema=CreditGrantResult,
         handler=create_credit_grant.run,
+        example={
+            "stiggCustomerId": "001D000000IqhSLIAZ",
+            "grantType": "PROMOTIONAL",
+            "currencyId": "cred-type-ai-tokens",
+            "displayName": "Welcome credits",
+            "amount": 500,
+        },
     ),
 ]
 

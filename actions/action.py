@@ -19,3 +19,6 @@ class Action:
     response_schema: type[Schema]
     # run(*, request: dict, stigg: StiggSession, idempotency_key: str | None) -> dict
     handler: Callable[..., dict]
+    # A realistic request body (against the local sandbox's catalog), for the README, the
+    # curl lines `make run` prints and the docs.
+    example: dict

@@ -181,3 +181,8 @@ def test_request_schemas_mirror_the_parameter_tables(spec):
     }
     assert "customerEmail" not in schemas["CreateCustomerWithoutEmailRequest"]["properties"]
     assert "customerEmail" in schemas["CreateCustomerWithEmailRequest"]["required"]
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda action: action.operation_id)
+def test_each_documented_example_is_a_valid_request(action):
+    assert action.request_schema().validate(action.example) == {}

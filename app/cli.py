@@ -1,0 +1,166 @@
+"""`stigg-flow-actions`: serve the service, run the local sandbox, play the demo, print the spec.
+
+`serve` with no Stigg key starts the local Stigg sandbox beside the service, so one command
+on a fresh machine shows the whole thing working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+
+from app.config import ConfigError
+
+DEV_CALLER_KEY = "dev-key-local-sandbox-only-0001"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stigg-flow-actions", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="run the service (and the sandbox without a Stigg key)"
+    )
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument(
+        "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8090"))
+    )
+    serve.add_argument("--workers", type=int, default=None)
+    serve.set_defaults(run=cmd_serve)
+
+    sandbox = commands.add_parser("sandbox", help="run only the local Stigg sandbox")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.set_defaults(run=cmd_sandbox)
+
+    demo = commands.add_parser("demo", help="play the Closed Won path against a running service")
+    demo.add_argument("--url", default=os.environ.get("ACTIONS_URL", "http://127.0.0.1:8080"))
+    demo.add_argument("--key", default=None, help="caller key (default: first of ACTIONS_API_KEYS)")
+    demo.set_defaults(run=cmd_demo)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document")
+    openapi.set_defaults(run=cmd_openapi)
+
+    args = parser.parse_args(argv)
+    return args.run(args) or 0
+
+
+def cmd_serve(args) -> int:
+    from app.serving import ServiceApplication, gunicorn_options
+
+    use_sandbox = not os.environ.get("STIGG_API_KEY") and not os.environ.get("STIGG_API_URL")
+    sandbox_process = None
+    try:
+        if use_sandbox:
+            sandbox_process = _start_sandbox(args.sandbox_port)
+            os.environ["STIGG_API_URL"] = f"http://127.0.0.1:{args.sandbox_port}/graphql"
+            if not os.environ.get("ACTIONS_API_KEYS"):
+                os.environ["ACTIONS_API_KEYS"] = DEV_CALLER_KEY
+        _check_configuration()
+        base_url = f"http://{args.host}:{args.port}"
+        _print_banner(base_url, use_sandbox)
+        ServiceApplication(
+            gunicorn_options(bind=f"{args.host}:{args.port}", workers=args.workers)
+        ).run()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sandbox_process is not None:
+            sandbox_process.terminate()
+            sandbox_process.wait(timeout=10)
+    return 0
+
+
+def cmd_sandbox(args) -> int:
+    import sandbox
+
+    sandbox.serve(host=args.host, port=args.port)
+    return 0
+
+
+def cmd_openapi(args) -> int:
+    from actions import ACTIONS
+    from app.openapi import build_spec
+
+    print(json.dumps(build_spec(ACTIONS), indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from app.demo import play
+
+    key = args.key or (os.environ.get("ACTIONS_API_KEYS") or DEV_CALLER_KEY).split(",")[0].strip()
+    return play(base_url=args.url.rstrip("/"), caller_key=key)
+
+
+def _check_configuration() -> None:
+    from app.config import load_settings
+
+    load_settings(os.environ)
+
+
+def _start_sandbox(port: int) -> subprocess.Popen:
+    if _listening(port):
+        raise ConfigError(f"SANDBOX_PORT {port} is already in use; set SANDBOX_PORT to a free port")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
+    )
+    deadline = time.monotonic() + 15
+    while not _listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise ConfigError(f"the local Stigg sandbox did not start on port {port}")
+        time.sleep(0.1)
+    return process
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _print_banner(base_url: str, use_sandbox: bool) -> None:
+    from actions import ACTIONS
+
+    key = os.environ["ACTIONS_API_KEYS"].split(",")[0].strip()
+    stigg_url = os.environ.get("STIGG_API_URL", "https://api.stigg.io/graphql")
+    stigg_description = f"local sandbox at {stigg_url}" if use_sandbox else stigg_url
+    lines = [
+        "",
+        f"Stigg Flow Actions on {base_url}",
+        f"  Stigg: {stigg_description}",
+        f"  OpenAPI: {base_url}/v1/openapi.json",
+    ]
+    if use_sandbox:
+        import sandbox
+
+        lines += ["  Development API key: " + key, "", "Sandbox catalog:"]
+        lines += [f"  {line}" for line in sandbox.describe_catalog()]
+        lines += ["", "Try each action:"]
+        for action in ACTIONS:
+            lines.append(f"  # {action.summary}")
+            lines.append(
+                "  curl -sS -X POST "
+                + shlex.quote(base_url + action.path)
+                + f" -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
+                + " -d "
+                + shlex.quote(json.dumps(action.example))
+            )
+        lines += ["", "Or play the whole Closed Won path: .venv/bin/stigg-flow-actions demo", ""]
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

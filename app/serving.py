@@ -1,0 +1,52 @@
+"""Running the service under gunicorn, in-process, with the configuration we benchmark.
+
+Worker class gthread: each request spends most of its time waiting on Stigg, so threads
+let one worker keep many requests in flight without starving when Stigg is slow; two
+workers per core keep a CPU-bound moment in one from stalling the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from gunicorn.app.base import BaseApplication
+
+DEFAULT_THREADS = 32
+
+
+def gunicorn_options(*, bind: str, workers: int | None = None, threads: int | None = None) -> dict:
+    return {
+        "bind": bind,
+        "workers": workers
+        or int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count())),
+        "worker_class": "gthread",
+        "threads": threads or int(os.environ.get("GUNICORN_THREADS", DEFAULT_THREADS)),
+        # Salesforce waits up to 120 s per callout; our own deadline (STIGG_DEADLINE_S) is
+        # shorter, so a worker is only killed if something is truly stuck.
+        "timeout": 120,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+    }
+
+
+class ServiceApplication(BaseApplication):
+    def __init__(self, options: dict, app_factory=None):
+        self._options = options
+        self._app_factory = app_factory
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self._options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self):
+        if self._app_factory is not None:
+            return self._app_factory()
+        from app import create_app
+
+        return create_app()
