@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.integration.servers import sandbox_process, service_process
+
+CALLER_KEY = "integration-caller-key-0123456789"
+# The deadline is short so that "Stigg is too slow" tests finish quickly.
+TIMEOUT_S = 1.5
+DEADLINE_S = 3.0
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    with sandbox_process() as control:
+        yield control
+
+
+@pytest.fixture(scope="session")
+def service_url(sandbox, tmp_path_factory):
+    env = {
+        "STIGG_API_URL": sandbox.graphql_url,
+        "STIGG_API_KEY": "sandbox",
+        "ACTIONS_API_KEYS": CALLER_KEY,
+        "STIGG_TIMEOUT_S": str(TIMEOUT_S),
+        "STIGG_DEADLINE_S": str(DEADLINE_S),
+        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}",
+        "LOG_LEVEL": "WARNING",
+    }
+    with service_process(env) as (base_url, _process):
+        yield base_url
+
+
+@pytest.fixture(autouse=True)
+def clean_sandbox(request):
+    if "sandbox" in request.fixturenames:
+        request.getfixturevalue("sandbox").reset()
+
+
+class Service:
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def post(self, path: str, body: dict, *, key: str = CALLER_KEY, headers: dict | None = None):
+        return self.http.post(
+            f"{self.base_url}/v1/actions/{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {key}", **(headers or {})},
+            timeout=30,
+        )
+
+
+@pytest.fixture
+def service(service_url) -> Service:
+    return Service(service_url)

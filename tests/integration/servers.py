@@ -1,0 +1,112 @@
+"""Real processes on loopback for the integration tests: the sandbox and gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode} before it was healthy")
+        try:
+            if requests.get(url, timeout=0.5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy in {timeout_s} s")
+
+
+@contextmanager
+def running(command: list[str], *, health_url: str, env: dict | None = None):
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        wait_until_healthy(health_url, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+class SandboxControl:
+    """The sandbox's admin API."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.graphql_url = f"{base_url}/graphql"
+
+    def reset(self) -> None:
+        requests.post(f"{self.base_url}/_admin/reset", timeout=5).raise_for_status()
+
+    def inject(self, *rules: dict) -> None:
+        requests.post(
+            f"{self.base_url}/_admin/faults", json=list(rules), timeout=5
+        ).raise_for_status()
+
+    def stats(self) -> dict:
+        return requests.get(f"{self.base_url}/_admin/stats", timeout=5).json()
+
+    def state(self) -> dict:
+        return requests.get(f"{self.base_url}/_admin/state", timeout=5).json()
+
+
+@contextmanager
+def sandbox_process():
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
+    with running(command, health_url=f"{base_url}/healthz"):
+        yield SandboxControl(base_url)
+
+
+@contextmanager
+def service_process(env: dict, *, workers: int = 2, threads: int = 8):
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "app:create_app()",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--log-level",
+        "warning",
+    ]
+    with running(command, health_url=f"{base_url}/healthz", env=env) as process:
+        yield base_url, process
