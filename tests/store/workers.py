@@ -1,0 +1,43 @@
+"""Functions that run in child processes (importable by name, as ``spawn`` requires)."""
+
+from __future__ import annotations
+
+import os
+
+from app.store import Claimed, create_engine_for, migrate
+from app.store.idempotency import IdempotencyStore
+
+
+def claim_once(url, barrier, results, *, key: str, fingerprint: str) -> None:
+    """Like one gunicorn worker receiving the request: its own engine, one claim."""
+    engine = create_engine_for(url)
+    try:
+        barrier.wait(timeout=60)
+        claim = IdempotencyStore(engine).claim(
+            caller_key_id="caller",
+            operation="createSubscription",
+            key=key,
+            fingerprint=fingerprint,
+            request_id=f"request-{os.getpid()}",
+            lock_s=60,
+        )
+        results.put("Claimed" if isinstance(claim, Claimed) else type(claim).__name__)
+    except BaseException as error:
+        results.put(f"error: {error!r}")
+        raise
+    finally:
+        engine.dispose()
+
+
+def migrate_once(url, barrier, results) -> None:
+    """Like one instance starting up: its own engine, ``migrate``."""
+    engine = create_engine_for(url)
+    try:
+        barrier.wait(timeout=60)
+        migrate(engine)
+        results.put("migrated")
+    except BaseException as error:
+        results.put(f"error: {error!r}")
+        raise
+    finally:
+        engine.dispose()
