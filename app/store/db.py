@@ -35,6 +35,16 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # (crc32 of "stigg-flow-actions:migrate")
 POSTGRES_MIGRATION_LOCK_ID = 0x98A1399D
 
+# A start-up migration that waits this long for a table lock (a future ALTER TABLE behind
+# a long transaction) fails with a clear message instead of hanging the deploy.
+POSTGRES_MIGRATION_LOCK_TIMEOUT = "60s"
+
+# Sized for the threads of one gunicorn worker: SQLAlchemy's pool of 5 + 10 overflow. A
+# request that finds every connection busy for POOL_TIMEOUT_S fails as StoreError (the
+# pipeline's retryable 503) instead of waiting out the caller's deadline. Keep
+# workers x instances x 15 under PostgreSQL's max_connections (100 by default).
+POOL_OPTIONS = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 5}
+
 
 def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     """An engine for ``url`` (``DATABASE_URL``), safe to share between threads.
@@ -53,7 +63,7 @@ def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     if url.drivername in ("postgres", "postgresql"):
         # A URL without a driver would mean psycopg2, which is not installed: use psycopg 3.
         url = url.set(drivername="postgresql+psycopg")
-    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20} | engine_options
+    options = POOL_OPTIONS | {"pool_pre_ping": True} | engine_options
     return create_engine(url, **options)
 
 
@@ -62,6 +72,8 @@ def _create_sqlite_engine(url: URL, **engine_options: Any) -> Engine:
     if url.database in (None, "", ":memory:"):
         # One shared in-memory database for all threads (tests only: nothing survives).
         options["poolclass"] = StaticPool
+    else:
+        options |= POOL_OPTIONS
     engine = create_engine(url, **(options | engine_options))
 
     @event.listens_for(engine, "connect")
@@ -118,6 +130,9 @@ def migrate(engine: Engine, *, attempts: int = 5) -> None:
             with engine.begin() as connection:
                 if engine.dialect.name == "postgresql":
                     connection.execute(
+                        text(f"SET LOCAL lock_timeout = '{POSTGRES_MIGRATION_LOCK_TIMEOUT}'")
+                    )
+                    connection.execute(
                         text("SELECT pg_advisory_xact_lock(:lock_id)"),
                         {"lock_id": POSTGRES_MIGRATION_LOCK_ID},
                     )
@@ -168,8 +183,14 @@ class Store:
         *,
         run_migrations: bool = True,
         clock: Callable[[], datetime] = utc_now,
+        engine_options: dict[str, Any] | None = None,
     ) -> Store:
-        store = cls(create_engine_for(url), clock=clock)
+        """A store on ``url``, migrated to head unless ``run_migrations`` is false.
+
+        ``engine_options`` go to SQLAlchemy's ``create_engine`` (e.g. a bigger pool for
+        more threads per worker). Raises ``StoreError`` if the database cannot be used.
+        """
+        store = cls(create_engine_for(url, **(engine_options or {})), clock=clock)
         if run_migrations:
             try:
                 migrate(store.engine)
