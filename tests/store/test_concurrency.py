@@ -8,7 +8,9 @@ PostgreSQL.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
+import time
 from collections import Counter
 
 from app.store import Claimed, InProgress, Store, fingerprint
@@ -105,3 +107,37 @@ def test_one_of_8_processes_wins_the_claim(database_url):
         child.join(timeout=60)
 
     assert Counter(outcomes) == {"Claimed": 1, "InProgress": processes - 1}
+
+
+def test_a_worker_killed_mid_request_is_resumed_by_the_next_one(database_url):
+    store = Store.from_url(database_url)
+    context = multiprocessing.get_context("spawn")
+    claimed = context.Event()
+    lock_s = 2.0
+    child = context.Process(
+        target=workers.claim_then_die,
+        args=(database_url, claimed),
+        kwargs={"key": "one-key", "fingerprint": fingerprint(BODY), "lock_s": lock_s},
+    )
+    child.start()
+    assert claimed.wait(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+
+    def claim():
+        return store.idempotency.claim(
+            caller_key_id="caller",
+            operation="createSubscription",
+            key="one-key",
+            fingerprint=fingerprint(BODY),
+            request_id="request-after",
+            lock_s=60,
+        )
+
+    first_look = claim()
+    time.sleep(lock_s)
+    after_the_lock = claim()
+    store.close()
+
+    assert isinstance(first_look, InProgress)
+    assert after_the_lock == Claimed(record_id=after_the_lock.record_id, resumed=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 from app.store import Claimed, create_engine_for, migrate
 from app.store.idempotency import IdempotencyStore
@@ -41,3 +42,21 @@ def migrate_once(url, barrier, results) -> None:
         raise
     finally:
         engine.dispose()
+
+
+def claim_then_die(url, claimed, *, key: str, fingerprint: str, lock_s: float) -> None:
+    """A worker that claims a key, starts writing, and is SIGKILLed mid-transaction."""
+    engine = create_engine_for(url)
+    IdempotencyStore(engine).claim(
+        caller_key_id="caller",
+        operation="createSubscription",
+        key=key,
+        fingerprint=fingerprint,
+        request_id="request-that-dies",
+        lock_s=lock_s,
+    )
+    connection = engine.connect()
+    connection.begin()  # holds SQLite's write lock; an open transaction on PostgreSQL
+    connection.exec_driver_sql("DELETE FROM provisioning_log")
+    claimed.set()
+    os.kill(os.getpid(), signal.SIGKILL)
