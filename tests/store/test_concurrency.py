@@ -7,7 +7,6 @@ PostgreSQL.
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import threading
 import time
@@ -89,7 +88,7 @@ def test_two_instances_sharing_one_database_have_one_winner(database_url):
 
 def test_one_of_8_processes_wins_the_claim(database_url):
     Store.from_url(database_url).close()  # migrated once, as start-up does
-    context = multiprocessing.get_context("spawn")
+    context = workers.process_context()
     processes = 8
     barrier, results = context.Barrier(processes), context.Queue()
     children = [
@@ -111,7 +110,7 @@ def test_one_of_8_processes_wins_the_claim(database_url):
 
 def test_a_worker_killed_mid_request_is_resumed_by_the_next_one(database_url):
     store = Store.from_url(database_url)
-    context = multiprocessing.get_context("spawn")
+    context = workers.process_context()
     claimed = context.Event()
     lock_s = 2.0
     child = context.Process(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -43,7 +41,7 @@ def test_the_revisions_build_exactly_what_the_models_describe(store):
 
 
 def test_processes_migrating_at_once_all_succeed(database_url):
-    context = multiprocessing.get_context("spawn")
+    context = workers.process_context()
     processes = 4
     barrier, results = context.Barrier(processes), context.Queue()
     children = [
