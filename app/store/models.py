@@ -24,7 +24,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-IDEMPOTENCY_STATES = ("in_progress", "completed")
 LOG_OUTCOMES = ("in_progress", "succeeded", "rejected", "failed", "replayed")
 
 
