@@ -1,0 +1,213 @@
+"""Engine, migrations and the ``Store`` that the request pipeline holds.
+
+SQLite (one machine, several gunicorn workers) and PostgreSQL (several machines) are both
+first-class; everything that differs between them is decided here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from app.store.errors import StoreError, describe, first_line
+from app.store.idempotency import IdempotencyStore
+from app.store.models import utc_now
+from app.store.provisioning_log import ProvisioningLog
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# How long SQLite waits for another connection's write lock before failing. Every write
+# transaction here is a few statements, so waiting this long means something is wrong.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# Any constant works; it only has to be the same in every instance of this service.
+# (crc32 of "stigg-flow-actions:migrate")
+POSTGRES_MIGRATION_LOCK_ID = 0x98A1399D
+
+# A start-up migration that waits this long for a table lock (a future ALTER TABLE behind
+# a long transaction) fails with a clear message instead of hanging the deploy.
+POSTGRES_MIGRATION_LOCK_TIMEOUT = "60s"
+
+# Sized for the threads of one gunicorn worker: SQLAlchemy's pool of 5 + 10 overflow. A
+# request that finds every connection busy for POOL_TIMEOUT_S fails as StoreError (the
+# pipeline's retryable 503) instead of waiting out the caller's deadline. Keep
+# workers x instances x 15 under PostgreSQL's max_connections (100 by default).
+POOL_OPTIONS = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 5}
+
+
+def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
+    """An engine for ``url`` (``DATABASE_URL``), safe to share between threads.
+
+    SQLite: WAL journal (readers never block the writer), a busy timeout, foreign keys on,
+    and every transaction starts with ``BEGIN IMMEDIATE``. The last point matters: with
+    the driver's default deferred BEGIN, a transaction that reads and then writes can fail
+    at once with "database is locked" when another worker wrote in between, instead of
+    waiting; taking the write lock up front makes concurrent writers queue on the busy
+    timeout. PostgreSQL: psycopg 3 with pre-ping, so connections dropped by a failover or
+    an idle timeout are replaced instead of failing a request.
+    """
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url, **engine_options)
+    if url.drivername in ("postgres", "postgresql"):
+        # A URL without a driver would mean psycopg2, which is not installed: use psycopg 3.
+        url = url.set(drivername="postgresql+psycopg")
+    options = POOL_OPTIONS | {"pool_pre_ping": True} | engine_options
+    return create_engine(url, **options)
+
+
+def _create_sqlite_engine(url: URL, **engine_options: Any) -> Engine:
+    options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if url.database in (None, "", ":memory:"):
+        # One shared in-memory database for all threads (tests only: nothing survives).
+        options["poolclass"] = StaticPool
+    else:
+        options |= POOL_OPTIONS
+    engine = create_engine(url, **(options | engine_options))
+
+    @event.listens_for(engine, "connect")
+    def configure_connection(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "no Alembic revision in app/store/migrations"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine, *, attempts: int = 5) -> None:
+    """Bring the database to the newest revision (Alembic ``upgrade head``), or refuse.
+
+    Safe to call from every worker and instance at start-up at the same time: the upgrade
+    runs in one transaction that first takes a database-wide lock (an advisory lock on
+    PostgreSQL, the write lock of ``BEGIN IMMEDIATE`` on SQLite), so one process migrates
+    and the others then find the database at head and do nothing.
+
+    Raises ``StoreError("database at <url>: <why>")`` when that is impossible.
+    """
+    where = f"database at {describe(engine.url)}"
+    known = {
+        script.revision
+        for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+    }
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as connection:
+                if engine.dialect.name == "postgresql":
+                    connection.execute(
+                        text(f"SET LOCAL lock_timeout = '{POSTGRES_MIGRATION_LOCK_TIMEOUT}'")
+                    )
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:lock_id)"),
+                        {"lock_id": POSTGRES_MIGRATION_LOCK_ID},
+                    )
+                found = MigrationContext.configure(connection).get_current_revision()
+                if found is not None and found not in known:
+                    raise StoreError(
+                        f"{where}: it is at schema revision {found!r}, which this version "
+                        f"of the service does not know (newest known: {head_revision()!r}); "
+                        "deploy the newer version or restore a matching database"
+                    )
+                config = _alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            return
+        except StoreError:
+            raise
+        except OperationalError as error:
+            # SQLite: another process held the write lock past the busy timeout. Anything
+            # else operational (unreachable server, unopenable file) will not heal itself.
+            if attempt < attempts and "locked" in str(error.orig):
+                time.sleep(0.2 * attempt)
+                continue
+            raise StoreError(f"{where}: cannot migrate: {first_line(error.orig)}") from error
+        except SQLAlchemyError as error:
+            raise StoreError(f"{where}: cannot migrate: {first_line(error)}") from error
+
+
+class Store:
+    """What the request pipeline holds: one engine and the two stores built on it.
+
+    Build one per process (after gunicorn forks: engines must not cross a fork) and share
+    it between threads::
+
+        store = Store.from_url(settings.database_url)   # migrates, or raises StoreError
+        claim = store.idempotency.claim(...)
+        entry_id = store.log.start(...)
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.engine = engine
+        self.idempotency = IdempotencyStore(engine, clock=clock)
+        self.log = ProvisioningLog(engine, clock=clock)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | URL,
+        *,
+        run_migrations: bool = True,
+        clock: Callable[[], datetime] = utc_now,
+        engine_options: dict[str, Any] | None = None,
+    ) -> Store:
+        """A store on ``url``, migrated to head unless ``run_migrations`` is false.
+
+        ``engine_options`` go to SQLAlchemy's ``create_engine`` (e.g. a bigger pool for
+        more threads per worker). Raises ``StoreError`` if the database cannot be used.
+        """
+        store = cls(create_engine_for(url, **(engine_options or {})), clock=clock)
+        if run_migrations:
+            try:
+                migrate(store.engine)
+            except StoreError:
+                store.close()
+                raise
+        return store
+
+    def check(self) -> None:
+        """For /readyz: raise ``StoreError`` unless the database answers and is at head."""
+        where = f"database at {describe(self.engine.url)}"
+        try:
+            found = current_revision(self.engine)
+        except SQLAlchemyError as error:
+            raise StoreError(f"{where}: unreachable: {first_line(error)}") from error
+        if found != head_revision():
+            raise StoreError(f"{where}: schema at {found!r}, expected {head_revision()!r}")
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,37 @@
+"""The one exception the storage layer raises, and how database failures become it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import URL, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+
+class StoreError(Exception):
+    """The database cannot be used: unreachable, locked, unmigratable, unknown revision.
+
+    The message is one line, ``database at <url, password hidden>: <why>``, fit to print
+    at start-up or to log. At request time the pipeline answers it with a retryable 503;
+    callers never need to know SQLAlchemy's exception types.
+    """
+
+
+def describe(url: str | URL) -> str:
+    """The URL as it may appear in messages and logs: password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+@contextmanager
+def database_errors_as_store_error(engine: Engine) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        raise StoreError(f"database at {describe(engine.url)}: {first_line(cause)}") from error

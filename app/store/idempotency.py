@@ -1,0 +1,289 @@
+"""Idempotency-Key records: claim a key before executing, store the final answer after.
+
+Follows the IETF httpapi idempotency-key draft as the design card reads it: a key is
+scoped to the calling API key and the operation; the request body's fingerprint is kept,
+so the same key with another body is refused; only final outcomes are stored.
+
+Every decision that two workers (or two instances) could race on is made by the database:
+the first claim is an INSERT that the unique constraint lets through exactly once, and
+every later change of hands is a conditional UPDATE whose row count says who won. Nothing
+is decided by reading a row and then writing on the strength of what was read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from app.store.errors import database_errors_as_store_error
+from app.store.models import IdempotencyRecord, utc_now
+
+DEFAULT_TTL_S = 24 * 60 * 60  # IDEMPOTENCY_TTL_S
+
+# A claim loses a round only when another request changed the same record between our
+# failed INSERT and our look at it (a release, a purge, a takeover). Several rounds in a
+# row mean the key is being hammered; the caller is told to retry, as for a running one.
+MAX_CLAIM_ROUNDS = 5
+
+records = IdempotencyRecord.__table__
+
+
+def fingerprint(body: Any) -> str:
+    """SHA-256 (hex) of the canonical JSON of a request body.
+
+    Canonical: keys sorted, no whitespace, UTF-8, and integral floats written as integers,
+    so that bodies equal as JSON (``{"a": 1.0, "b": 2}`` and ``{"b":2,"a":1}``) have one
+    fingerprint. NaN and infinities are not JSON and raise ``ValueError``.
+    """
+    canonical = json.dumps(
+        _integral_floats_as_ints(body),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """This request owns the key: execute it, then ``complete`` or ``release``.
+
+    ``resumed`` is true when an earlier attempt with this key stopped without an outcome
+    (its worker died): it may have reached Stigg, so the action must not blindly repeat a
+    side effect that cannot be repeated.
+    """
+
+    record_id: str
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The key already has a final outcome for this very body: answer it again."""
+
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """The key's first request is still running: 409 REQUEST_IN_PROGRESS (retryable).
+
+    ``locked_until`` is when the running request's claim lapses (None if unknown); it can
+    serve as a Retry-After hint.
+    """
+
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The key was used with another body: 422 IDEMPOTENCY_KEY_REUSED."""
+
+
+Claim = Claimed | Replay | InProgress | Mismatch
+
+
+class IdempotencyStore:
+    """Idempotency records in the ``idempotency_keys`` table.
+
+    Each method is one or two short transactions of its own, so one instance can be shared
+    by all threads of a process. Database failures raise ``StoreError``.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def claim(
+        self,
+        *,
+        caller_key_id: str,
+        operation: str,
+        key: str,
+        fingerprint: str,
+        request_id: str,
+        lock_s: float,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> Claim:
+        """Claim ``key`` for this request, or say why not.
+
+        ``lock_s`` is how long the claim holds before another request may take it over as
+        abandoned: longer than the longest a request can run (STIGG_DEADLINE_S plus a
+        margin). ``ttl_s`` bounds how long an abandoned claim is kept at all.
+        """
+        scope = and_(
+            records.c.caller_key_id == caller_key_id,
+            records.c.operation == operation,
+            records.c.idempotency_key == key,
+        )
+        with database_errors_as_store_error(self._engine):
+            for _ in range(MAX_CLAIM_ROUNDS):
+                fresh = self._fresh_claim(
+                    fingerprint=fingerprint, request_id=request_id, lock_s=lock_s, ttl_s=ttl_s
+                )
+                if self._insert(
+                    fresh
+                    | {
+                        "caller_key_id": caller_key_id,
+                        "operation": operation,
+                        "idempotency_key": key,
+                    }
+                ):
+                    return Claimed(record_id=fresh["id"])
+                with self._engine.begin() as connection:
+                    existing = connection.execute(select(records).where(scope)).one_or_none()
+                    if existing is None:
+                        continue  # released or purged since our INSERT failed: insert again
+                    decision = self._decide(
+                        connection,
+                        existing=existing,
+                        fingerprint=fingerprint,
+                        lock_s=lock_s,
+                        ttl_s=ttl_s,
+                        request_id=request_id,
+                    )
+                if decision is not None:
+                    return decision
+            return InProgress()
+
+    def _insert(self, values: dict[str, Any]) -> bool:
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(insert(records).values(**values))
+        except IntegrityError:
+            return False  # the unique constraint says the key exists: someone was first
+        return True
+
+    def _fresh_claim(
+        self, *, fingerprint: str, request_id: str, lock_s: float, ttl_s: float
+    ) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "id": uuid.uuid4().hex,
+            "fingerprint": fingerprint,
+            "state": "in_progress",
+            "response_status": None,
+            "response_body": None,
+            "request_id": request_id,
+            "created_at": now,
+            "locked_until": now + timedelta(seconds=lock_s),
+            # An abandoned claim is kept at least as long as a final answer would be.
+            "expires_at": now + timedelta(seconds=max(ttl_s, lock_s)),
+        }
+
+    def _decide(
+        self,
+        connection: Connection,
+        *,
+        existing: Row[Any],
+        fingerprint: str,
+        request_id: str,
+        lock_s: float,
+        ttl_s: float,
+    ) -> Claim | None:
+        """What an existing record means for this request; None if we lost a race."""
+        now = self._clock()
+        fresh = self._fresh_claim(
+            fingerprint=fingerprint, request_id=request_id, lock_s=lock_s, ttl_s=ttl_s
+        )
+        if existing.state == "completed" and existing.expires_at <= now:
+            # An expired answer counts as absent, whatever body it was for: start over.
+            taken = connection.execute(
+                update(records)
+                .where(
+                    records.c.id == existing.id,
+                    records.c.state == "completed",
+                    records.c.expires_at <= now,
+                )
+                .values(**fresh)
+            ).rowcount
+            return Claimed(record_id=fresh["id"]) if taken == 1 else None
+        if existing.fingerprint != fingerprint:
+            return Mismatch()
+        if existing.state == "completed":
+            return Replay(status=existing.response_status, body=json.loads(existing.response_body))
+        if existing.locked_until > now:
+            return InProgress(locked_until=existing.locked_until)
+        # The claim lapsed: its worker died mid-way. Take it over under a new record id,
+        # so that worker, should it wake up, can no longer complete or release it.
+        taken = connection.execute(
+            update(records)
+            .where(
+                records.c.id == existing.id,
+                records.c.state == "in_progress",
+                records.c.locked_until <= now,
+            )
+            .values(
+                id=fresh["id"],
+                request_id=request_id,
+                locked_until=fresh["locked_until"],
+                expires_at=fresh["expires_at"],
+            )
+        ).rowcount
+        return Claimed(record_id=fresh["id"], resumed=True) if taken == 1 else None
+
+    def complete(
+        self, record_id: str, *, status: int, body: Any, ttl_s: float = DEFAULT_TTL_S
+    ) -> bool:
+        """Store the final outcome (a success or a non-retryable rejection) for replays.
+
+        Returns False if this claim was lost (taken over after its lock lapsed); the
+        caller still answers its own request, but the stored answer is the other one's.
+        """
+        now = self._clock()
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            stored = connection.execute(
+                update(records)
+                .where(records.c.id == record_id, records.c.state == "in_progress")
+                .values(
+                    state="completed",
+                    response_status=status,
+                    response_body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                    locked_until=now,
+                    expires_at=now + timedelta(seconds=ttl_s),
+                )
+            ).rowcount
+        return stored == 1
+
+    def release(self, record_id: str) -> bool:
+        """Drop an in-progress claim after a retryable failure, so a retry executes again.
+
+        Returns False if the claim was already lost.
+        """
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            deleted = connection.execute(
+                delete(records).where(records.c.id == record_id, records.c.state == "in_progress")
+            ).rowcount
+        return deleted == 1
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete expired records; returns how many. Never deletes a live claim."""
+        now = now or self._clock()
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            return connection.execute(
+                delete(records).where(
+                    records.c.expires_at <= now,
+                    or_(records.c.state == "completed", records.c.locked_until <= now),
+                )
+            ).rowcount

@@ -1,0 +1,168 @@
+"""The provisioning log: one row per accepted request, from start to outcome.
+
+A row is written with outcome ``in_progress`` before any work, and finished after. A row
+still ``in_progress`` long after its request's deadline is a request that crashed
+mid-way; it stays visible and can be replayed with its original Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, or_, select, update
+
+from app.store.errors import database_errors_as_store_error
+from app.store.models import LOG_OUTCOMES, ProvisioningLogEntry, utc_now
+
+FINAL_OUTCOMES = tuple(outcome for outcome in LOG_OUTCOMES if outcome != "in_progress")
+
+REDACTED = "[REDACTED]"
+
+# A key is secret when, lower-cased with separators dropped, it contains one of these:
+# "apiKey", "X-Api-Key", "authorization", "accessToken", "client_secret", "password"...
+SECRET_KEY_MARKERS = ("apikey", "authorization", "token", "password", "passwd", "secret")
+
+entries = ProvisioningLogEntry.__table__
+
+
+def redact(payload: Any) -> Any:
+    """A copy of ``payload`` with the values of secret-looking keys masked, at any depth.
+
+    Only keys decide: customer names and emails are what the log is for and are kept.
+    """
+    if isinstance(payload, dict):
+        return {
+            key: REDACTED if _is_secret_key(key) else redact(value)
+            for key, value in payload.items()
+        }
+    if isinstance(payload, list | tuple):
+        return [redact(item) for item in payload]
+    return payload
+
+
+def _is_secret_key(key: Any) -> bool:
+    normalised = re.sub(r"[^a-z]", "", str(key).lower())
+    return any(marker in normalised for marker in SECRET_KEY_MARKERS)
+
+
+class ProvisioningLog:
+    """The ``provisioning_log`` table. Thread-safe; database failures raise ``StoreError``."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def start(
+        self,
+        *,
+        request_id: str,
+        operation: str,
+        caller_key_id: str,
+        idempotency_key: str | None = None,
+        salesforce_account_id: str | None = None,
+        salesforce_opportunity_id: str | None = None,
+        payload: Any = None,
+        replay_of: int | None = None,
+    ) -> int:
+        """Record an accepted request before any work; returns the entry id."""
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            result = connection.execute(
+                insert(entries).values(
+                    request_id=request_id,
+                    operation=operation,
+                    caller_key_id=caller_key_id,
+                    idempotency_key=idempotency_key,
+                    salesforce_account_id=salesforce_account_id,
+                    salesforce_opportunity_id=salesforce_opportunity_id,
+                    payload=redact(payload),
+                    replay_of=replay_of,
+                    outcome="in_progress",
+                    attempts=0,
+                    created_at=self._clock(),
+                )
+            )
+            return result.inserted_primary_key[0]
+
+    def finish(
+        self,
+        entry_id: int,
+        *,
+        outcome: str,
+        http_status: int,
+        attempts: int,
+        duration_ms: int,
+        error_code: str | None = None,
+        stigg_error_code: str | None = None,
+        message: str | None = None,
+        stigg_customer_id: str | None = None,
+        stigg_subscription_id: str | None = None,
+        stigg_credit_grant_id: str | None = None,
+    ) -> bool:
+        """Record how the request ended; returns False if there is no such entry.
+
+        ``outcome``: succeeded, rejected (a final no), failed (may succeed if replayed) or
+        replayed (answered from the idempotency store).
+        """
+        if outcome not in FINAL_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(FINAL_OUTCOMES)}: {outcome!r}")
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            updated = connection.execute(
+                update(entries)
+                .where(entries.c.id == entry_id)
+                .values(
+                    outcome=outcome,
+                    http_status=http_status,
+                    error_code=error_code,
+                    stigg_error_code=stigg_error_code,
+                    message=message,
+                    stigg_customer_id=stigg_customer_id,
+                    stigg_subscription_id=stigg_subscription_id,
+                    stigg_credit_grant_id=stigg_credit_grant_id,
+                    attempts=attempts,
+                    duration_ms=duration_ms,
+                    finished_at=self._clock(),
+                )
+            ).rowcount
+        return updated == 1
+
+    def list(
+        self,
+        *,
+        outcome: str | None = None,
+        operation: str | None = None,
+        salesforce_id: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Entries newest first; ``salesforce_id`` matches the Account or the Opportunity."""
+        query = select(entries).order_by(entries.c.created_at.desc(), entries.c.id.desc())
+        if outcome is not None:
+            query = query.where(entries.c.outcome == outcome)
+        if operation is not None:
+            query = query.where(entries.c.operation == operation)
+        if salesforce_id is not None:
+            query = query.where(
+                or_(
+                    entries.c.salesforce_account_id == salesforce_id,
+                    entries.c.salesforce_opportunity_id == salesforce_id,
+                )
+            )
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            rows = connection.execute(query.limit(limit)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def get(self, entry: int | str) -> dict[str, Any] | None:
+        """One entry by request ID, or by entry id (an int, or digits as typed on the CLI)."""
+        found = None
+        if isinstance(entry, str):
+            found = self._first(entries.c.request_id == entry)
+        if found is None and (isinstance(entry, int) or entry.isdigit()):
+            found = self._first(entries.c.id == int(entry))
+        return found
+
+    def _first(self, condition: Any) -> dict[str, Any] | None:
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            row = connection.execute(select(entries).where(condition)).mappings().first()
+        return dict(row) if row is not None else None

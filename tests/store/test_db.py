@@ -1,0 +1,115 @@
+"""Engine set-up and migrations (app/store/db.py)."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from app.store import Store, StoreError, create_engine_for, migrate
+from app.store.db import current_revision, head_revision
+from app.store.models import Base
+from tests.store import workers
+
+
+def test_migrate_creates_the_tables_on_an_empty_database(database_url):
+    engine = create_engine_for(database_url)
+    assert current_revision(engine) is None
+
+    migrate(engine)
+
+    assert current_revision(engine) == head_revision()
+    tables = set(inspect(engine).get_table_names())
+    assert {"idempotency_keys", "provisioning_log", "alembic_version"} <= tables
+    engine.dispose()
+
+
+def test_migrate_a_second_time_changes_nothing(store):
+    entry_id = store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
+
+    migrate(store.engine)
+
+    assert current_revision(store.engine) == head_revision()
+    assert store.log.get(entry_id)["request_id"] == "r-1"
+
+
+def test_the_revisions_build_exactly_what_the_models_describe(store):
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+
+
+def test_processes_migrating_at_once_all_succeed(database_url):
+    context = workers.process_context()
+    processes = 4
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=workers.migrate_once, args=(database_url, barrier, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+
+    assert outcomes == ["migrated"] * processes
+    engine = create_engine_for(database_url)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_an_unreachable_server_is_refused_with_one_clear_line():
+    url = "postgresql+psycopg://stigg:hunter2@127.0.0.1:1/provisioning?connect_timeout=2"
+
+    with pytest.raises(StoreError) as refused:
+        Store.from_url(url)
+
+    message = str(refused.value)
+    assert message.startswith("database at postgresql+psycopg://stigg:***@127.0.0.1:1/")
+    assert "hunter2" not in message
+    assert "\n" not in message
+
+
+def test_an_unopenable_sqlite_file_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'missing-folder' / 'store.db'}"
+
+    with pytest.raises(StoreError, match=r"^database at sqlite:///.*: cannot migrate: "):
+        Store.from_url(url)
+
+
+def test_a_database_at_an_unknown_revision_is_refused(store):
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+
+    with pytest.raises(StoreError, match=r"'from_the_future', which this version .* not know"):
+        migrate(store.engine)
+    with pytest.raises(StoreError, match="schema at 'from_the_future'"):
+        store.check()
+
+
+def test_check_passes_on_a_migrated_database(store):
+    store.check()
+
+
+def test_check_fails_before_migration(database_url):
+    store = Store.from_url(database_url, run_migrations=False)
+    with pytest.raises(StoreError, match="schema at None"):
+        store.check()
+    store.close()
+
+
+def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(tmp_path):
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_a_postgresql_url_without_driver_uses_psycopg_3():
+    engine = create_engine_for("postgresql://postgres@127.0.0.1:5432/test")
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()

@@ -1,0 +1,74 @@
+"""Functions that run in child processes, as gunicorn workers or separate instances would."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+
+from app.store import Claimed, create_engine_for, migrate
+from app.store.idempotency import IdempotencyStore
+
+
+def process_context():
+    """Children forked from a clean server process that has already imported the store.
+
+    Unlike plain ``fork``, they inherit no threads or pooled connections of the test
+    process; unlike ``spawn``, they do not each pay for importing SQLAlchemy and Alembic.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["app.store", "tests.store.workers"])
+    return context
+
+
+def claim_once(url, barrier, results, *, key: str, fingerprint: str) -> None:
+    """Like one gunicorn worker receiving the request: its own engine, one claim."""
+    engine = create_engine_for(url)
+    try:
+        barrier.wait(timeout=60)
+        claim = IdempotencyStore(engine).claim(
+            caller_key_id="caller",
+            operation="createSubscription",
+            key=key,
+            fingerprint=fingerprint,
+            request_id=f"request-{os.getpid()}",
+            lock_s=60,
+        )
+        results.put("Claimed" if isinstance(claim, Claimed) else type(claim).__name__)
+    except BaseException as error:
+        results.put(f"error: {error!r}")
+        raise
+    finally:
+        engine.dispose()
+
+
+def migrate_once(url, barrier, results) -> None:
+    """Like one instance starting up: its own engine, ``migrate``."""
+    engine = create_engine_for(url)
+    try:
+        barrier.wait(timeout=60)
+        migrate(engine)
+        results.put("migrated")
+    except BaseException as error:
+        results.put(f"error: {error!r}")
+        raise
+    finally:
+        engine.dispose()
+
+
+def claim_then_die(url, claimed, *, key: str, fingerprint: str, lock_s: float) -> None:
+    """A worker that claims a key, starts writing, and is SIGKILLed mid-transaction."""
+    engine = create_engine_for(url)
+    IdempotencyStore(engine).claim(
+        caller_key_id="caller",
+        operation="createSubscription",
+        key=key,
+        fingerprint=fingerprint,
+        request_id="request-that-dies",
+        lock_s=lock_s,
+    )
+    connection = engine.connect()
+    connection.begin()  # holds SQLite's write lock; an open transaction on PostgreSQL
+    connection.exec_driver_sql("DELETE FROM provisioning_log")
+    claimed.set()
+    os.kill(os.getpid(), signal.SIGKILL)
