@@ -7,7 +7,7 @@
 //
 // SDR does not validate XML content (unknown or misplaced elements convert silently); the Python
 // tests in tests/contract/ check element order and values. Usage: node scripts/convert.mjs
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ComponentSet, MetadataConverter, RegistryAccess } from '@salesforce/source-deploy-retrieve';
@@ -59,11 +59,37 @@ try {
   fail(`${error.name}: ${error.message}`);
 }
 
+// SDR skips files it cannot map (e.g. Foo.flow-meta.txt, a spec with the wrong name) without a
+// word, so compare every file under force-app/ with the files the resolved components claim.
+function filesUnder(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name);
+    return statSync(full).isDirectory() ? filesUnder(full) : [full];
+  });
+}
 const found = new Map();
+const claimed = new Set();
+function claim(component) {
+  if (component.xml) claimed.add(path.normalize(component.xml));
+  for (const file of component.walkContent()) claimed.add(path.normalize(file));
+  for (const child of component.getChildren()) claim(child);
+}
 for (const component of components.getSourceComponents()) {
   const typeName = component.type.name;
   if (!found.has(typeName)) found.set(typeName, new Set());
   found.get(typeName).add(component.fullName);
+  claim(component);
+  if (typeName === 'ExternalServiceRegistration') {
+    // The decomposed spec: DecomposeExternalServiceRegistrationTransformer reads <fullName>.yaml.
+    claimed.add(path.normalize(path.join(path.dirname(component.xml), `${component.fullName}.yaml`)));
+  }
+}
+const unresolved = filesUnder(sourceDir).filter((file) => !claimed.has(path.normalize(file)));
+if (unresolved.length) {
+  fail(
+    `files no metadata component resolves: ${unresolved.join(', ')} ` +
+      '(a registration spec must be named externalServiceRegistrations/<Name>.yaml, even with JSON content)',
+  );
 }
 const missing = [];
 for (const [typeName, names] of Object.entries(EXPECTED)) {
@@ -74,11 +100,17 @@ for (const [typeName, names] of Object.entries(EXPECTED)) {
 if (missing.length) fail(`missing components: ${missing.join(', ')}`);
 
 rmSync(outputDir, { recursive: true, force: true });
-const result = await new MetadataConverter(registry).convert(components, 'metadata', {
-  type: 'directory',
-  outputDirectory: outputDir,
-  genUniqueDir: false,
-});
+let result;
+try {
+  result = await new MetadataConverter(registry).convert(components, 'metadata', {
+    type: 'directory',
+    outputDirectory: outputDir,
+    genUniqueDir: false,
+  });
+} catch (error) {
+  // e.g. ENOENT for externalServiceRegistrations/StiggActions.yaml (the spec must have that name).
+  fail(`${error.name}: ${error.message}`);
+}
 if (!result.packagePath) fail('conversion wrote nothing');
 
 // The decomposed spec (externalServiceRegistrations/StiggActions.yaml) must come back inlined.
