@@ -11,11 +11,13 @@ from flask import Flask, g, jsonify, request
 
 from app.config import ConfigError, Settings, load_settings
 from app.errors import register_error_handlers
+from app.ledger import Ledger
 from app.logs import configure_logging
 from app.openapi import build_spec
 from app.pipeline import register_actions
 from app.request_context import clear_request_id, new_request_id
 from app.stigg import StiggClient
+from app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,15 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         customer_url_template=settings.stigg_customer_url_template,
     )
 
+    app.extensions["store"] = store = _open_store(app, settings)
+    app.extensions["ledger"] = Ledger(
+        store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s
+    )
+
     _register_request_id(app)
     register_error_handlers(app)
     register_actions(app, ACTIONS)
-    _register_health(app, settings)
+    _register_health(app, settings, store)
     _register_openapi(app, build_spec(ACTIONS))
     return app
 
@@ -90,13 +97,38 @@ def _register_openapi(app: Flask, spec: dict) -> None:
         return jsonify(spec)
 
 
-def _register_health(app: Flask, settings: Settings) -> None:
+def _open_store(app: Flask, settings: Settings) -> Store:
+    url = settings.database_url
+    if url is None:
+        os.makedirs(app.instance_path, exist_ok=True)
+        url = f"sqlite:///{os.path.join(app.instance_path, 'stigg-flow-actions.db')}"
+    try:
+        return Store.from_url(url)
+    except StoreError as exc:
+        # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
+        message = f"DATABASE_URL: {exc}"
+        log.error("configuration error: %s", message)
+        raise ConfigError(message) from exc
+
+
+def _register_health(app: Flask, settings: Settings, store: Store) -> None:
     @app.get("/healthz")
     def healthz():
         return jsonify({"status": "ok"})
 
     @app.get("/readyz")
     def readyz():
+        try:
+            store.check()
+        except StoreError as exc:
+            log.error("not ready: %s", exc)
+            response = jsonify({"status": "not ready", "database": "unavailable"})
+            response.status_code = 503
+            return response
         return jsonify(
-            {"status": "ready", "stigg": "sandbox" if settings.uses_local_stigg else "stigg"}
+            {
+                "status": "ready",
+                "database": "ok",
+                "stigg": "sandbox" if settings.uses_local_stigg else "stigg",
+            }
         )

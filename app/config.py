@@ -45,6 +45,7 @@ class Settings:
     database_url: str | None
     max_body_bytes: int
     idempotency_ttl_s: int
+    idempotency_lock_s: float
 
     @property
     def uses_local_stigg(self) -> bool:
@@ -93,6 +94,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             f"callout limit (got {deadline_s:g})"
         )
 
+    # A claimed key is taken over only when its request must be dead: longer than any
+    # request can run (all Stigg calls fit in the deadline; the margin covers the database).
+    lock_s = _positive_float(environ, "IDEMPOTENCY_LOCK_S", deadline_s + 35)
+    if lock_s <= deadline_s:
+        raise ConfigError(
+            f"IDEMPOTENCY_LOCK_S ({lock_s:g}) must be longer than STIGG_DEADLINE_S ({deadline_s:g})"
+        )
+
     return Settings(
         stigg_api_url=stigg_api_url,
         stigg_api_key=stigg_api_key,
@@ -103,6 +112,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         database_url=environ.get("DATABASE_URL", "").strip() or None,
         max_body_bytes=int(_positive_float(environ, "MAX_BODY_BYTES", 64 * 1024)),
         idempotency_ttl_s=int(_positive_float(environ, "IDEMPOTENCY_TTL_S", 24 * 3600)),
+        idempotency_lock_s=lock_s,
     )
 
 

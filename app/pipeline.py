@@ -16,6 +16,7 @@ from actions.action import Action
 from app.auth import authenticate
 from app.config import Settings
 from app.errors import ActionError, FieldError, validation_failed
+from app.ledger import Ledger
 from schemas.base import flatten_messages
 
 # The IETF draft allows any string; we keep keys printable and bounded since they are
@@ -39,13 +40,38 @@ def _make_view(action: Action):
 
     def view():
         settings: Settings = current_app.extensions["settings"]
-        authenticate(request.headers.get("Authorization"), settings.caller_keys)
+        ledger: Ledger = current_app.extensions["ledger"]
+        caller = authenticate(request.headers.get("Authorization"), settings.caller_keys)
         body = read_json_object(settings.max_body_bytes)
         idempotency_key = read_idempotency_key()
-        loaded = load(request_schema, body)
+        entry = ledger.open(
+            operation=action.operation_id,
+            caller=caller,
+            idempotency_key=idempotency_key,
+            body=body,
+            replay_of=read_replay_of(),
+        )
+        if entry.replay is not None:
+            response = jsonify(entry.replay.body)
+            response.status_code = entry.replay.status
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
         stigg = current_app.extensions["stigg"].session()
-        result = action.handler(request=loaded, stigg=stigg, idempotency_key=idempotency_key)
-        return jsonify(response_schema.dump(result))
+        try:
+            loaded = load(request_schema, body)
+            result = action.handler(request=loaded, stigg=stigg, idempotency_key=idempotency_key)
+            payload = response_schema.dump(result)
+        except ActionError as error:
+            entry.attempts = stigg.attempts
+            entry.failed(error)
+            raise
+        except BaseException:
+            entry.attempts = stigg.attempts
+            entry.crashed()
+            raise
+        entry.attempts = stigg.attempts
+        entry.succeeded(payload)
+        return jsonify(payload)
 
     view.__name__ = action.operation_id
     return view
@@ -93,6 +119,12 @@ def read_idempotency_key() -> str | None:
             ]
         )
     return key
+
+
+def read_replay_of() -> int | None:
+    """`X-Replay-Of: <log entry id>` (sent by `stigg-flow-actions replay`) annotates the log."""
+    value = request.headers.get("X-Replay-Of", "").strip()
+    return int(value) if value.isdigit() and len(value) < 18 else None
 
 
 def load(schema: Schema, body: dict) -> dict:
