@@ -2,6 +2,7 @@
 many times the operation reached (and took effect in) Stigg."""
 
 import time
+import uuid
 
 import pytest
 
@@ -97,9 +98,8 @@ def test_a_grant_that_may_have_reached_stigg_is_not_resent(
 ):
     sandbox.inject({**rule, "count": 1, "operations": ["createCreditGrant"]})
 
-    response = service.post(
-        "create-credit-grant", GRANT, headers={"Idempotency-Key": "opp-1-grant"}
-    )
+    key = {"Idempotency-Key": f"opp-1-grant-{uuid.uuid4()}"}
+    response = service.post("create-credit-grant", GRANT, headers=key)
 
     assert response.status_code == status
     assert response.json()["retryable"] is True
@@ -108,7 +108,7 @@ def test_a_grant_that_may_have_reached_stigg_is_not_resent(
     assert stats["executed"].get("createCreditGrant", 0) == 0
 
     # Retrying with the same key now grants exactly once.
-    retry = service.post("create-credit-grant", GRANT, headers={"Idempotency-Key": "opp-1-grant"})
+    retry = service.post("create-credit-grant", GRANT, headers=key)
     assert retry.status_code == 200
     assert sandbox.stats()["executed"]["createCreditGrant"] == 1
 
@@ -133,9 +133,8 @@ def test_a_rate_limited_grant_is_resent_and_granted_once(service, sandbox, custo
 def test_a_grant_whose_answer_was_lost_is_found_not_granted_twice(service, sandbox, customer, rule):
     sandbox.inject({**rule, "count": 1, "operations": ["createCreditGrant"]})
 
-    response = service.post(
-        "create-credit-grant", GRANT, headers={"Idempotency-Key": "opp-2-grant"}
-    )
+    key = {"Idempotency-Key": f"opp-2-grant-{uuid.uuid4()}"}
+    response = service.post("create-credit-grant", GRANT, headers=key)
 
     assert response.status_code == 200, response.text
     grants = sandbox.state()["creditGrants"]
