@@ -53,7 +53,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         customer_url_template=settings.stigg_customer_url_template,
     )
 
-    app.extensions["store"] = store = _open_store(app, settings)
+    app.extensions["store"] = store = _open_store(settings)
     app.extensions["ledger"] = Ledger(
         store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s
     )
@@ -97,11 +97,15 @@ def _register_openapi(app: Flask, spec: dict) -> None:
         return jsonify(spec)
 
 
-def _open_store(app: Flask, settings: Settings) -> Store:
-    url = settings.database_url
-    if url is None:
-        os.makedirs(app.instance_path, exist_ok=True)
-        url = f"sqlite:///{os.path.join(app.instance_path, 'stigg-flow-actions.db')}"
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the instance folder (created if missing)."""
+    instance_path = Flask(__name__).instance_path
+    os.makedirs(instance_path, exist_ok=True)
+    return f"sqlite:///{os.path.join(instance_path, 'stigg-flow-actions.db')}"
+
+
+def _open_store(settings: Settings) -> Store:
+    url = settings.database_url or default_database_url()
     try:
         return Store.from_url(url)
     except StoreError as exc:

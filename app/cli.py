@@ -18,6 +18,19 @@ import time
 from app.config import ConfigError
 
 DEV_CALLER_KEY = "dev-key-local-sandbox-only-0001"
+OUTCOMES = ("in_progress", "succeeded", "rejected", "failed", "replayed")
+# A crashed request stays in_progress: it may be replayed like a failed one.
+REPLAYABLE = ("failed", "in_progress")
+LOG_COLUMNS = (
+    ("id", 6),
+    ("created_at", 20),
+    ("operation", 26),
+    ("outcome", 11),
+    ("http_status", 4),
+    ("error_code", 22),
+    ("salesforce_account_id", 18),
+    ("idempotency_key", 30),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +60,23 @@ def main(argv: list[str] | None = None) -> int:
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document")
     openapi.set_defaults(run=cmd_openapi)
+
+    log = commands.add_parser("log", help="list the provisioning log, or show one entry")
+    log.add_argument("entry", nargs="?", help="entry id or request ID to show in full")
+    log.add_argument("--status", choices=OUTCOMES, help="only entries with this outcome")
+    log.add_argument("--operation", help="only this operationId, e.g. createCreditGrant")
+    log.add_argument("--salesforce-id", help="only this Account or Opportunity ID")
+    log.add_argument("--limit", type=int, default=50)
+    log.set_defaults(run=cmd_log)
+
+    replay = commands.add_parser(
+        "replay", help="re-send a failed request with its original body and Idempotency-Key"
+    )
+    replay.add_argument("entry", help="entry id or request ID")
+    replay.add_argument(
+        "--force", action="store_true", help="also re-send an entry that did not fail"
+    )
+    replay.set_defaults(run=cmd_replay)
 
     args = parser.parse_args(argv)
     return args.run(args) or 0
@@ -101,6 +131,88 @@ def cmd_demo(args) -> int:
 
     key = args.key or (os.environ.get("ACTIONS_API_KEYS") or DEV_CALLER_KEY).split(",")[0].strip()
     return play(base_url=args.url.rstrip("/"), caller_key=key)
+
+
+def cmd_log(args) -> int:
+    store = _open_store()
+    if args.entry:
+        entry = store.log.get(args.entry)
+        if entry is None:
+            print(f"no provisioning log entry {args.entry!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(entry, indent=2, default=str))
+        return 0
+    entries = store.log.list(
+        outcome=args.status,
+        operation=args.operation,
+        salesforce_id=args.salesforce_id,
+        limit=args.limit,
+    )
+    print("  ".join(name.upper()[:width].ljust(width) for name, width in LOG_COLUMNS))
+    for entry in entries:
+        cells = []
+        for name, width in LOG_COLUMNS:
+            value = entry.get(name)
+            text = value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else value
+            cells.append(str("" if text is None else text)[:width].ljust(width))
+        print("  ".join(cells))
+    return 0
+
+
+def cmd_replay(args) -> int:
+    """Re-run a logged request through the whole pipeline, as its original caller."""
+    from app import create_app
+
+    app = create_app()
+    store = app.extensions["store"]
+    entry = store.log.get(args.entry)
+    if entry is None:
+        print(f"no provisioning log entry {args.entry!r}", file=sys.stderr)
+        return 1
+    if entry["outcome"] not in REPLAYABLE and not args.force:
+        print(
+            f"entry {entry['id']} {entry['outcome']}; only failed or crashed requests are "
+            "replayed (use --force to re-send anyway)",
+            file=sys.stderr,
+        )
+        return 1
+    caller = next(
+        (
+            key
+            for key in app.extensions["settings"].caller_keys
+            if key.key_id == entry["caller_key_id"]
+        ),
+        None,
+    )
+    if caller is None:
+        print(
+            f"the caller key {entry['caller_key_id']} is no longer in ACTIONS_API_KEYS; "
+            "its idempotency scope cannot be reused",
+            file=sys.stderr,
+        )
+        return 1
+    action = next(a for a in _actions() if a.operation_id == entry["operation"])
+    headers = {"Authorization": f"Bearer {caller.secret}", "X-Replay-Of": str(entry["id"])}
+    if entry["idempotency_key"]:
+        headers["Idempotency-Key"] = entry["idempotency_key"]
+    response = app.test_client().post(action.path, json=entry["payload"], headers=headers)
+    print(f"replayed entry {entry['id']} ({entry['operation']}) -> HTTP {response.status_code}")
+    print(response.get_data(as_text=True).strip())
+    return 0 if response.status_code == 200 else 1
+
+
+def _actions():
+    from actions import ACTIONS
+
+    return ACTIONS
+
+
+def _open_store():
+    # Only the database is needed to read the log, not the service's other settings.
+    from app import default_database_url
+    from app.store import Store
+
+    return Store.from_url(os.environ.get("DATABASE_URL") or default_database_url())
 
 
 def _check_configuration() -> None:

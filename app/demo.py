@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -64,21 +65,36 @@ def steps() -> list[tuple[str, str, dict]]:
 
 
 def play(*, base_url: str, caller_key: str, out=print) -> int:
+    # Keys as the sample Flow builds them (Opportunity + action), plus a run ID so that a
+    # second demo run is a new Closed Won rather than a replay of the first.
+    run_id = uuid.uuid4().hex[:8]
     failures = 0
     with requests.Session() as session:
-        for number, (title, path, body) in enumerate(steps(), start=1):
-            response = session.post(
+
+        def send(path: str, body: dict) -> requests.Response:
+            return session.post(
                 f"{base_url}/v1/actions/{path}",
                 json=body,
                 headers={
                     "Authorization": f"Bearer {caller_key}",
-                    "Idempotency-Key": f"{OPPORTUNITY}-{path}",
+                    "Idempotency-Key": f"{OPPORTUNITY}-{path}-{run_id}",
                 },
                 timeout=60,
             )
+
+        for number, (title, path, body) in enumerate(steps(), start=1):
+            response = send(path, body)
             out(f"{number}. {title}: POST /v1/actions/{path} -> HTTP {response.status_code}")
             out("   sent:     " + json.dumps(body))
             out("   received: " + response.text.strip())
             failures += response.status_code != 200
+
+        # Salesforce retries: the same key and body must not grant twice.
+        title, path, body = steps()[-1]
+        again = send(path, body)
+        replayed = again.headers.get("Idempotent-Replayed") == "true"
+        out(f"5. {title} again (same key) -> HTTP {again.status_code}, replayed: {replayed}")
+        out("   received: " + again.text.strip())
+        failures += not (again.status_code == 200 and replayed)
     out("Closed Won path complete." if not failures else f"{failures} step(s) failed.")
     return 1 if failures else 0
