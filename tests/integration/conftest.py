@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from app.store import Store
 from tests.integration.servers import sandbox_process, service_process
 
 CALLER_KEY = "integration-caller-key-0123456789"
@@ -18,14 +19,19 @@ def sandbox():
 
 
 @pytest.fixture(scope="session")
-def service_url(sandbox, tmp_path_factory):
+def service_database_url(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
+
+
+@pytest.fixture(scope="session")
+def service_url(sandbox, service_database_url):
     env = {
         "STIGG_API_URL": sandbox.graphql_url,
         "STIGG_API_KEY": "sandbox",
         "ACTIONS_API_KEYS": CALLER_KEY,
         "STIGG_TIMEOUT_S": str(TIMEOUT_S),
         "STIGG_DEADLINE_S": str(DEADLINE_S),
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}",
+        "DATABASE_URL": service_database_url,
         "LOG_LEVEL": "WARNING",
     }
     with service_process(env) as (base_url, _process):
@@ -55,3 +61,11 @@ class Service:
 @pytest.fixture
 def service(service_url) -> Service:
     return Service(service_url)
+
+
+@pytest.fixture(scope="session")
+def service_log(service_url, service_database_url):
+    """The running service's provisioning log, read from its database."""
+    store = Store.from_url(service_database_url, run_migrations=False)
+    yield store.log
+    store.close()

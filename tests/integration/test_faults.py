@@ -54,10 +54,20 @@ def customer(service):
         ),
     ],
 )
-def test_persistent_faults_on_a_safe_read(service, sandbox, rule, status, code, retryable, lookups):
+def test_persistent_faults_on_a_safe_read(
+    service, sandbox, service_log, rule, status, code, retryable, lookups
+):
     sandbox.inject({**rule, "operations": ["getCustomerByRefId"]})
 
     response = service.post("create-customer-without-email", CUSTOMER)
+
+    entry = service_log.get(response.headers["X-Request-Id"])
+    assert (entry["outcome"], entry["http_status"], entry["error_code"]) == (
+        "failed" if retryable or status >= 500 else "rejected",
+        status,
+        code,
+    )
+    assert entry["attempts"] == lookups
 
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
