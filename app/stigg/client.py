@@ -204,14 +204,24 @@ class StiggSession:
             raise errors.timed_out("STIGG_DEADLINE_S used up before the call")
         self.attempts += 1
         started = time.monotonic()
+        outcome = "ok"
         try:
             return self._client.attempt(
                 operation, variables, min(self._client.timeout_s, remaining)
             )
+        except StiggFailure as failure:
+            outcome = failure.stigg_error_code or failure.code
+            raise
         finally:
-            log.debug(
+            # One line per attempt, so a retried call shows each try and why it failed.
+            log.info(
                 "Stigg call",
-                extra={"operation": operation.name, "duration_ms": _ms_since(started)},
+                extra={
+                    "operation": operation.name,
+                    "attempt": self.attempts,
+                    "outcome": outcome,
+                    "duration_ms": _ms_since(started),
+                },
             )
 
     # 0.2 s, 0.4 s, 0.8 s ... capped at 5 s, plus up to 0.3 s of jitter so that workers
