@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from app.config import CallerKey
 from app.errors import ActionError
-from app.request_context import current_request_id
+from app.request_context import bind_request_fields, current_request_id
 from app.store import Claimed, InProgress, Mismatch, Replay, Store, StoreError, fingerprint
 from schemas.salesforce_id import InvalidSalesforceId, to_18
 
@@ -128,6 +128,7 @@ class Entry:
                 "duration_ms": duration_ms,
                 "code": details.get("error_code"),
                 "stigg_error_code": details.get("stigg_error_code"),
+                "stigg_customer_id": details.get("stigg_customer_id"),
             },
         )
 
@@ -152,16 +153,17 @@ class Ledger:
         self._purge_now_and_then()
         started = time.monotonic()
         request_id = current_request_id() or ""
+        request_fields = {
+            "operation": operation,
+            "caller_key_id": caller.key_id,
+            "idempotency_key": idempotency_key,
+            "salesforce_account_id": _salesforce_id(body.get("salesforceAccountId")),
+            "salesforce_opportunity_id": _salesforce_id(body.get("salesforceOpportunityId")),
+        }
+        bind_request_fields(**request_fields)
         try:
             log_id = self.store.log.start(
-                request_id=request_id,
-                operation=operation,
-                caller_key_id=caller.key_id,
-                idempotency_key=idempotency_key,
-                salesforce_account_id=_salesforce_id(body.get("salesforceAccountId")),
-                salesforce_opportunity_id=_salesforce_id(body.get("salesforceOpportunityId")),
-                payload=body,
-                replay_of=replay_of,
+                request_id=request_id, payload=body, replay_of=replay_of, **request_fields
             )
         except StoreError as error:
             raise store_unavailable(error) from error

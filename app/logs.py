@@ -11,7 +11,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from app.request_context import current_request_id
+from app.request_context import current_request_fields, current_request_id
 
 LOGGED_EXTRAS = (
     "operation",
@@ -44,6 +44,7 @@ class JsonFormatter(logging.Formatter):
         request_id = current_request_id()
         if request_id:
             line["request_id"] = request_id
+        line.update(current_request_fields())
         for name in LOGGED_EXTRAS:
             value = getattr(record, name, None)
             if value is not None:

@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from app.store import Store
-from tests.integration.servers import sandbox_process, service_process
+from tests.integration.servers import STIGG_KEY, sandbox_process, service_process
 
 CALLER_KEY = "integration-caller-key-0123456789"
 # The deadline is short so that "Stigg is too slow" tests finish quickly.
@@ -24,17 +24,23 @@ def service_database_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def service_url(sandbox, service_database_url):
+def service_log_file(tmp_path_factory):
+    """Everything the session's service wrote to stderr (its JSON logs)."""
+    return tmp_path_factory.mktemp("logs") / "service.log"
+
+
+@pytest.fixture(scope="session")
+def service_url(sandbox, service_database_url, service_log_file):
     env = {
         "STIGG_API_URL": sandbox.graphql_url,
-        "STIGG_API_KEY": "sandbox",
+        "STIGG_API_KEY": STIGG_KEY,
         "ACTIONS_API_KEYS": CALLER_KEY,
         "STIGG_TIMEOUT_S": str(TIMEOUT_S),
         "STIGG_DEADLINE_S": str(DEADLINE_S),
         "DATABASE_URL": service_database_url,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",
     }
-    with service_process(env) as (base_url, _process):
+    with service_process(env, log_path=service_log_file) as (base_url, _process):
         yield base_url
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+# The key the session's service uses against the sandbox: distinctive, so that the log
+# tests can look for it.
+STIGG_KEY = "server-integration-stigg-key-77"
 
 
 def free_port() -> int:
@@ -37,12 +40,14 @@ def wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float = 2
 
 
 @contextmanager
-def running(command: list[str], *, health_url: str, env: dict | None = None):
+def running(command: list[str], *, health_url: str, env: dict | None = None, log_path=None):
+    log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         command,
         cwd=REPO,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        stderr=log_file,
     )
     try:
         wait_until_healthy(health_url, process)
@@ -55,6 +60,8 @@ def running(command: list[str], *, health_url: str, env: dict | None = None):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        if log_file:
+            log_file.close()
 
 
 class SandboxControl:
@@ -84,12 +91,13 @@ def sandbox_process():
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
-    with running(command, health_url=f"{base_url}/healthz"):
+    env = {"SANDBOX_API_KEYS": f"sandbox,{STIGG_KEY}"}
+    with running(command, health_url=f"{base_url}/healthz", env=env):
         yield SandboxControl(base_url)
 
 
 @contextmanager
-def service_process(env: dict, *, workers: int = 2, threads: int = 8):
+def service_process(env: dict, *, workers: int = 2, threads: int = 8, log_path=None):
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [
@@ -108,5 +116,5 @@ def service_process(env: dict, *, workers: int = 2, threads: int = 8):
         "--log-level",
         "warning",
     ]
-    with running(command, health_url=f"{base_url}/healthz", env=env) as process:
+    with running(command, health_url=f"{base_url}/healthz", env=env, log_path=log_path) as process:
         yield base_url, process

@@ -1,13 +1,14 @@
 """Every injected Stigg fault, over real HTTP: the status and `retryable` Flow sees, and how
 many times the operation reached (and took effect in) Stigg."""
 
+import json
 import time
 import uuid
 
 import pytest
 
 from tests.integration.conftest import DEADLINE_S
-from tests.integration.servers import service_process
+from tests.integration.servers import STIGG_KEY, service_process
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +188,33 @@ def test_a_wrong_stigg_key_is_502_auth_failed(sandbox, tmp_path):
     assert response.json()["code"] == "STIGG_AUTH_FAILED"
     assert response.json()["retryable"] is False
     assert "server-not-a-sandbox-key" not in response.text
+
+
+def test_logs_are_json_lines_about_the_request_and_never_hold_a_secret(
+    service, sandbox, service_log_file
+):
+    sandbox.inject({"kind": "status", "status": 401, "count": 1})
+    failed = service.post("create-customer-without-email", CUSTOMER)
+    service.post("create-customer-without-email", CUSTOMER, key="wrong-key-but-long-enough-1")
+    ok = service.post("create-customer-without-email", CUSTOMER)
+    time.sleep(0.2)  # let the workers flush
+
+    lines = [
+        json.loads(line)
+        for line in service_log_file.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    about_ok = [line for line in lines if line.get("request_id") == ok.headers["X-Request-Id"]]
+    outcome = next(line for line in about_ok if line["message"] == "provisioning outcome")
+    assert outcome["outcome"] == "succeeded"
+    assert outcome["operation"] == "createCustomerWithoutEmail"
+    assert outcome["salesforce_account_id"] == ACCOUNT
+    assert all(line["salesforce_account_id"] == ACCOUNT for line in about_ok if "operation" in line)
+    assert any(line.get("request_id") == failed.headers["X-Request-Id"] for line in lines)
+    text = service_log_file.read_text()
+    for secret in (
+        "integration-caller-key-0123456789",
+        "wrong-key-but-long-enough-1",
+        STIGG_KEY,
+    ):
+        assert secret not in text
