@@ -255,11 +255,8 @@ def _print_banner(base_url: str, use_sandbox: bool) -> None:
         f"  OpenAPI: {base_url}/v1/openapi.json",
     ]
     if use_sandbox:
-        import sandbox
-
-        lines += ["  Development API key: " + key, "", "Sandbox catalog:"]
-        lines += [f"  {line}" for line in sandbox.describe_catalog()]
-        lines += ["", "Try each action:"]
+        # The sandbox printed its catalog when it started, just above.
+        lines += ["  Development API key: " + key, "", "Try each action:"]
         for action in ACTIONS:
             lines.append(f"  # {action.summary}")
             lines.append(

@@ -83,7 +83,11 @@ def play(*, base_url: str, caller_key: str, out=print) -> int:
             )
 
         for number, (title, path, body) in enumerate(steps(), start=1):
-            response = send(path, body)
+            try:
+                response = send(path, body)
+            except requests.ConnectionError:
+                out(f"Cannot reach the service at {base_url}; start it with `make run`.")
+                return 2
             out(f"{number}. {title}: POST /v1/actions/{path} -> HTTP {response.status_code}")
             out("   sent:     " + json.dumps(body))
             out("   received: " + response.text.strip())
