@@ -1,7 +1,8 @@
 """Shared fixtures for the contract checks of the Salesforce DX project in sfdx/.
 
-Every check reads the OpenAPI document through `spec_path()`: the spec registered in
-sfdx/ (generated from the service) when present, else the hand-made fixture.
+Every check reads the OpenAPI document registered in sfdx/ (`make sfdx` generates it from the
+service; test_registration_drift fails while it is stale), so the Flow and Apex are held
+against the spec Salesforce will actually see.
 """
 
 from __future__ import annotations
@@ -14,21 +15,14 @@ import yaml
 
 from tests.contract import sfdx
 
-FIXTURE_SPEC = Path(__file__).parent / "fixtures" / "stigg-actions.openapi.json"
-# SDR 12.37's decomposed registration always names the spec <Registration>.yaml (its content
-# may be JSON, which is valid YAML); .json is accepted here in case a later SDR changes that.
-REGISTERED_SPECS = (
-    sfdx.ESR_DIR / "StiggActions.yaml",
-    sfdx.ESR_DIR / "StiggActions.json",
-)
+# SDR 12.37's decomposed registration always names the spec <Registration>.yaml; its content
+# is JSON (valid YAML), as app.sfdx_registration writes it.
+REGISTERED_SPEC = sfdx.ESR_DIR / f"{sfdx.REGISTRATION}.yaml"
 
 
 def spec_path() -> Path:
     """The OpenAPI document the checks hold sfdx/ against."""
-    for candidate in REGISTERED_SPECS:
-        if candidate.is_file():
-            return candidate
-    return FIXTURE_SPEC
+    return REGISTERED_SPEC
 
 
 def load_spec(path: Path) -> dict:
