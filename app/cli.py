@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="print the OpenAPI document")
     openapi.set_defaults(run=cmd_openapi)
 
+    sfdx = commands.add_parser("sfdx", help="write the External Service registration into sfdx/")
+    sfdx.add_argument("--check", action="store_true", help="only list stale files (exit 1)")
+    sfdx.set_defaults(run=cmd_sfdx)
+
     log = commands.add_parser("log", help="list the provisioning log, or show one entry")
     log.add_argument("entry", nargs="?", help="entry id or request ID to show in full")
     log.add_argument("--status", choices=OUTCOMES, help="only entries with this outcome")
@@ -124,6 +128,12 @@ def cmd_openapi(args) -> int:
 
     print(json.dumps(build_spec(ACTIONS), indent=2))
     return 0
+
+
+def cmd_sfdx(args) -> int:
+    from app.sfdx_registration import main as registration_main
+
+    return registration_main(["--check"] if args.check else [])
 
 
 def cmd_demo(args) -> int:
