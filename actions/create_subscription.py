@@ -9,6 +9,7 @@ Opportunity ID → the subscription's `salesforceId`.
 from __future__ import annotations
 
 from actions import customers
+from actions.once import create_once, is_tagged, tag_for
 from app.stigg import StiggSession
 from schemas.fields import rfc3339
 
@@ -23,14 +24,25 @@ def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = Non
         name=request.get("customerName"),
         email=request.get("customerEmail"),
     )
-    result = stigg.execute(
-        "ProvisionSubscription", {"input": subscription_input(request, customer_id)}
+    provision_input = subscription_input(request, customer_id, tag=tag_for(idempotency_key))
+    result, _created = create_once(
+        create=lambda: provisioned(
+            stigg.execute("ProvisionSubscription", {"input": provision_input})
+        ),
+        find=lambda: find_tagged_subscription(stigg=stigg, provision_input=provision_input),
+        look_first=idempotency_key is not None,
     )
+    return {
+        **result,
+        "stiggCustomerId": customer_id,
+        "stiggCustomerUrl": stigg.customer_url(customer_id),
+    }
+
+
+def provisioned(result: dict) -> dict:
     subscription = result.get("subscription") or {}
     return {
         "stiggSubscriptionId": subscription.get("subscriptionId") or result["id"],
-        "stiggCustomerId": customer_id,
-        "stiggCustomerUrl": stigg.customer_url(customer_id),
         "status": result["status"],
         "subscriptionStatus": subscription.get("status"),
         "checkoutUrl": result.get("checkoutUrl"),
@@ -38,7 +50,22 @@ def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = Non
     }
 
 
-def subscription_input(request: dict, customer_id: str) -> dict:
+def find_tagged_subscription(*, stigg: StiggSession, provision_input: dict) -> dict | None:
+    lookup = {"customerId": provision_input["customerId"]}
+    if "resourceId" in provision_input:
+        lookup["resourceId"] = provision_input["resourceId"]
+    for subscription in stigg.execute("ActiveSubscriptions", {"input": lookup}):
+        if is_tagged(subscription.get("additionalMetaData"), provision_input["additionalMetaData"]):
+            # Found live, so provisioning succeeded (a payment-required one is not live).
+            return {
+                "stiggSubscriptionId": subscription["subscriptionId"],
+                "status": "SUCCESS",
+                "subscriptionStatus": subscription.get("status"),
+            }
+    return None
+
+
+def subscription_input(request: dict, customer_id: str, *, tag: dict) -> dict:
     """The ProvisionSubscriptionInput for a loaded request; absent values are omitted."""
     fields = {
         "customerId": customer_id,
@@ -66,6 +93,7 @@ def subscription_input(request: dict, customer_id: str) -> dict:
         "startDate": rfc3339(request.get("startDate")),
         "resourceId": request.get("resourceId"),
         "salesforceId": request.get("salesforceOpportunityId"),
+        "additionalMetaData": tag,
     }
     return {key: value for key, value in fields.items() if value is not None}
 

@@ -418,6 +418,24 @@ def credit_grants(_root: Any, info: GraphQLResolveInfo, input: dict) -> dict[str
     return _page(grants, input.get("paging") or {})
 
 
+def get_active_subscriptions(_root: Any, info: GraphQLResolveInfo, input: dict) -> list[Any]:
+    ctx = _context(info)
+    if input["customerId"] not in ctx.state.customers:
+        raise customer_not_found(input["customerId"])
+    wanted_resources = set(input.get("resourceIds") or [])
+    if input.get("resourceId") is not None:
+        wanted_resources.add(input["resourceId"])
+    live = [
+        (s.created_at, position, s)
+        for position, s in enumerate(ctx.state.subscriptions.values())
+        if s.customer.customer_id == input["customerId"]
+        and s.status in LIVE_SUBSCRIPTION_STATUSES
+        and (not wanted_resources or s.resource_id in wanted_resources)
+    ]
+    # Newest first; creation order breaks ties within one clock tick.
+    return [s for _, _, s in sorted(live, key=lambda item: item[:2], reverse=True)]
+
+
 def _page(grants: list[CreditGrant], paging: dict[str, Any]) -> dict[str, Any]:
     """Forward cursor paging; a cursor is the grantId of the edge it belongs to."""
     start = 0
@@ -452,6 +470,7 @@ FIELD_RESOLVERS = {
     "Query": {
         "getCustomerByRefId": get_customer_by_ref_id,
         "creditGrants": credit_grants,
+        "getActiveSubscriptions": get_active_subscriptions,
     },
     "Mutation": {
         "provisionCustomer": provision_customer,

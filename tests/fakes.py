@@ -25,6 +25,7 @@ _RESULT_KEYS = {
     "ProvisionSubscription": "provisionSubscription",
     "GrantCredits": "createCreditGrant",
     "CreditGrants": "creditGrants",
+    "ActiveSubscriptions": "getActiveSubscriptions",
 }
 
 
@@ -131,6 +132,8 @@ class FakeStigg:
             return data(grant_from(given, grant_id=f"grant-{next(self._ids)}"))
         if call.operation == "CreditGrants":
             return data({"edges": []})
+        if call.operation == "ActiveSubscriptions":
+            return data([])
         raise AssertionError(f"unexpected operation {call.operation}")
 
 

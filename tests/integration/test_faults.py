@@ -218,3 +218,23 @@ def test_logs_are_json_lines_about_the_request_and_never_hold_a_secret(
         STIGG_KEY,
     ):
         assert secret not in text
+
+
+@pytest.mark.parametrize("rule", [{"kind": "drop_after"}, {"kind": "status", "status": 502}])
+def test_a_subscription_whose_answer_was_lost_is_provisioned_once(service, sandbox, customer, rule):
+    sandbox.inject({**rule, "count": 1, "operations": ["provisionSubscriptionV2"]})
+    body = {"salesforceAccountId": ACCOUNT, "planId": "plan-pro", "billingPeriod": "monthly"}
+    key = {"Idempotency-Key": f"opp-3-createSubscription-{uuid.uuid4()}"}
+
+    first = service.post("create-subscription", body, headers=key)
+    retry = (
+        first
+        if first.status_code == 200
+        else service.post("create-subscription", body, headers=key)
+    )
+
+    assert retry.status_code == 200, retry.text
+    executed = sandbox.stats()["executed"]["provisionSubscriptionV2"]
+    assert executed == 1
+    [live] = [s for s in sandbox.state()["subscriptions"] if s["status"] == "ACTIVE"]
+    assert retry.json()["stiggSubscriptionId"] == live["subscriptionId"]

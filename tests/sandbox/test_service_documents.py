@@ -56,6 +56,7 @@ GRANT = {
 def test_the_documents_are_the_ones_exercised_here():
     # A new document in app/stigg/documents must get full variables below.
     assert sorted(p.stem for p in DOCUMENTS_DIR.glob("*.graphql")) == [
+        "ActiveSubscriptions",
         "CreditGrants",
         "GetCustomer",
         "GrantCredits",
@@ -86,6 +87,18 @@ def test_the_whole_service_flow_with_full_variables(stigg, admin):
         "isScheduled": False,
         "subscription": {"subscriptionId": "sub-006Dn00000OPPORTU", "status": "IN_TRIAL"},
     }
+    live = stigg.ok(
+        "ActiveSubscriptions", {"customerId": CUSTOMER["customerId"], "resourceId": "workspace-1"}
+    )
+    assert live == {
+        "getActiveSubscriptions": [
+            {
+                "subscriptionId": "sub-006Dn00000OPPORTU",
+                "status": "IN_TRIAL",
+                "additionalMetaData": {"opportunityId": "006Dn00000OPPORTU"},
+            }
+        ]
+    }
 
     grant = stigg.ok("GrantCredits", GRANT)["createCreditGrant"]
     assert grant["status"] == "ACTIVE"
@@ -110,6 +123,7 @@ def test_the_whole_service_flow_with_full_variables(stigg, admin):
         "provisionSubscriptionV2": 1,
         "createCreditGrant": 1,
         "creditGrants": 1,
+        "getActiveSubscriptions": 1,
     }
 
 

@@ -227,3 +227,41 @@ def test_rejections(stigg, admin, customer, input, expected):
     assert error["path"] == ["provisionSubscription"]
     assert error["extensions"] == {"isValidationError": True, **expected}
     assert state(admin)["subscriptions"] == []  # nothing half-done
+
+
+ACTIVE_SUBSCRIPTIONS = """
+query($input: GetActiveSubscriptionsInput!) {
+  getActiveSubscriptions(input: $input) {
+    subscriptionId status additionalMetaData resource { resourceId }
+  }
+}
+"""
+
+
+def active(stigg, **input):
+    body = stigg.post(ACTIVE_SUBSCRIPTIONS, {"input": {"customerId": "cust-1", **input}}).get_json()
+    assert "errors" not in body, body
+    return body["data"]["getActiveSubscriptions"]
+
+
+def test_active_subscriptions_list_only_live_ones_newest_first(stigg, customer):
+    replaced = provision(stigg, planId="plan-free", additionalMetaData={"k": "first"})
+    current = provision(
+        stigg, planId="plan-pro", billingPeriod="MONTHLY", additionalMetaData={"k": "second"}
+    )
+    on_resource = provision(stigg, planId="plan-free", resourceId="ws-1")
+
+    everything = active(stigg)
+    assert [s["subscriptionId"] for s in everything] == [
+        on_resource["id"],
+        current["id"],
+    ]
+    assert replaced["id"] not in [s["subscriptionId"] for s in everything]
+    assert everything[1]["additionalMetaData"] == {"k": "second"}
+    assert [s["subscriptionId"] for s in active(stigg, resourceId="ws-1")] == [on_resource["id"]]
+
+
+def test_active_subscriptions_of_an_unknown_customer(stigg):
+    body = stigg.post(ACTIVE_SUBSCRIPTIONS, {"input": {"customerId": "nobody"}}).get_json()
+
+    assert body["errors"][0]["extensions"]["code"] == "CustomerNotFound"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from actions.create_credit_grant import GRANT_KEY_FIELD
+from actions.once import TAG_FIELD
 from tests.fakes import Reply, data, grant_from, graphql_error
 
 PATH = "create-credit-grant"
@@ -59,7 +59,7 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
             "priority": 10,
             "paymentCollectionMethod": "INVOICE",
             "cost": {"amount": 150.0, "currency": "EUR"},
-            "additionalMetaData": {GRANT_KEY_FIELD: "006D000000CkYtr-grant"},
+            "additionalMetaData": {TAG_FIELD: "006D000000CkYtr-grant"},
         }
     }
     assert response.json == {
@@ -84,7 +84,7 @@ def test_minimal_grant_is_tagged_with_the_request_id(caller, stigg):
         "currencyId": "cred-type-ai-tokens",
         "displayName": "Welcome credits",
         "amount": 500.0,
-        "additionalMetaData": {GRANT_KEY_FIELD: response.headers["X-Request-Id"]},
+        "additionalMetaData": {TAG_FIELD: response.headers["X-Request-Id"]},
     }
 
 
@@ -187,7 +187,7 @@ def test_a_timed_out_grant_that_stigg_created_is_found_not_resent(caller, stigg)
                                 "customerId": "acme",
                                 "amount": 500,
                                 "currencyId": "cred-type-ai-tokens",
-                                "additionalMetaData": {GRANT_KEY_FIELD: "someone-else"},
+                                "additionalMetaData": {TAG_FIELD: "someone-else"},
                             },
                             grant_id="other-grant",
                         )

@@ -1,7 +1,9 @@
 """Create Stigg Subscription: customer upsert first, then the exact provisionSubscriptionV2."""
 
 import pytest
+import requests
 
+from actions.once import TAG_FIELD
 from tests.conftest import ACCOUNT_15, ACCOUNT_18, OPPORTUNITY_15
 from tests.fakes import Reply, data, graphql_error, refused
 
@@ -42,17 +44,26 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
             "resourceId": "workspace-1",
             "salesforceOpportunityId": OPPORTUNITY_15,
         },
+        headers={"Idempotency-Key": "006D000000CkYtr-createSubscription"},
     )
 
     assert response.status_code == 200, response.json
-    assert stigg.operations == ["GetCustomer", "ProvisionCustomer", "ProvisionSubscription"]
+    assert stigg.operations == [
+        "GetCustomer",
+        "ProvisionCustomer",
+        "ActiveSubscriptions",  # an Idempotency-Key: look for an earlier attempt first
+        "ProvisionSubscription",
+    ]
+    assert stigg.calls[2].variables == {
+        "input": {"customerId": "acme", "resourceId": "workspace-1"}
+    }
     assert stigg.calls[1].input == {
         "customerId": "acme",
         "name": "Acme",
         "email": "billing@acme.io",
         "salesforceId": ACCOUNT_18,
     }
-    assert stigg.calls[2].variables == {
+    assert stigg.calls[3].variables == {
         "input": {
             "customerId": "acme",
             "planId": "plan-pro",
@@ -86,6 +97,7 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
             "startDate": "2026-12-01T07:30:00Z",
             "resourceId": "workspace-1",
             "salesforceId": OPPORTUNITY_18,
+            "additionalMetaData": {TAG_FIELD: "006D000000CkYtr-createSubscription"},
         }
     }
     subscription_id = response.json["stiggSubscriptionId"]
@@ -103,8 +115,15 @@ def test_minimal_request_sends_only_customer_and_plan(caller, stigg):
     response = caller.post(PATH, minimal())
 
     assert response.status_code == 200
+    assert stigg.operations == ["GetCustomer", "ProvisionCustomer", "ProvisionSubscription"]
     assert stigg.calls_to("ProvisionSubscription")[0].variables == {
-        "input": {"customerId": ACCOUNT_18, "planId": "plan-pro"}
+        "input": {
+            "customerId": ACCOUNT_18,
+            "planId": "plan-pro",
+            # Without an Idempotency-Key the tag is the request ID: enough to recognise
+            # this request's own subscription after a lost answer.
+            "additionalMetaData": {TAG_FIELD: response.headers["X-Request-Id"]},
+        }
     }
     # The customer is created with the Account link even when no name or email is given.
     assert stigg.calls_to("ProvisionCustomer")[0].input == {
@@ -293,3 +312,63 @@ def test_a_subscription_refused_at_connect_is_resent(caller, stigg, sleeps):
     assert response.status_code == 200
     assert len(stigg.calls_to("ProvisionSubscription")) == 2
     assert len(sleeps) == 1
+
+
+def test_a_lost_answer_is_resolved_by_finding_the_tagged_subscription(caller, stigg):
+    key = {"Idempotency-Key": "006D000000CkYtr-createSubscription-2"}
+    stigg.script("ActiveSubscriptions", data([]))  # the look-first finds nothing
+    stigg.script("ProvisionSubscription", requests.ReadTimeout("read timed out"))
+    stigg.script(
+        "ActiveSubscriptions",
+        data(
+            [
+                {"subscriptionId": "sub-other", "status": "ACTIVE", "additionalMetaData": None},
+                {
+                    "subscriptionId": "sub-ours",
+                    "status": "IN_TRIAL",
+                    "additionalMetaData": {TAG_FIELD: key["Idempotency-Key"]},
+                },
+            ]
+        ),
+    )
+
+    response = caller.post(PATH, minimal(), headers=key)
+
+    assert response.status_code == 200
+    assert response.json["stiggSubscriptionId"] == "sub-ours"
+    assert response.json["subscriptionStatus"] == "IN_TRIAL"
+    assert response.json["status"] == "SUCCESS"
+    assert len(stigg.calls_to("ProvisionSubscription")) == 1
+
+
+def test_a_retry_after_a_lost_answer_finds_the_earlier_subscription(caller, stigg):
+    key = {"Idempotency-Key": "006D000000CkYtr-createSubscription-3"}
+    stigg.script(
+        "ActiveSubscriptions",
+        data(
+            [
+                {
+                    "subscriptionId": "sub-earlier",
+                    "status": "ACTIVE",
+                    "additionalMetaData": {TAG_FIELD: key["Idempotency-Key"]},
+                }
+            ]
+        ),
+    )
+
+    response = caller.post(PATH, minimal(), headers=key)
+
+    assert response.status_code == 200
+    assert response.json["stiggSubscriptionId"] == "sub-earlier"
+    assert stigg.calls_to("ProvisionSubscription") == []
+
+
+def test_a_lost_answer_not_yet_visible_is_a_retryable_error_not_a_second_provision(caller, stigg):
+    stigg.script("ProvisionSubscription", requests.ReadTimeout("read timed out"))
+
+    response = caller.post(PATH, minimal(), headers={"Idempotency-Key": "opp-sub-4"})
+
+    assert response.status_code == 504
+    assert response.json["retryable"] is True
+    assert len(stigg.calls_to("ProvisionSubscription")) == 1
+    assert stigg.operations[-1] == "ActiveSubscriptions"
