@@ -69,6 +69,15 @@ ACCOUNT_15 = "001D000000IqhSL"
 ACCOUNT_18 = "001D000000IqhSLIAZ"
 OPPORTUNITY_15 = "006D000000CkYtr"
 
+# A valid promotional grant, for tests about the pipeline rather than the grant mapping.
+PROMOTIONAL_GRANT = {
+    "stiggCustomerId": "acme",
+    "grantType": "PROMOTIONAL",
+    "currencyId": "cred-type-ai-tokens",
+    "displayName": "Welcome",
+    "amount": 100,
+}
+
 BASE_CONFIG = {
     "ACTIONS_API_KEYS": f"{CALLER_KEY},{ROTATED_CALLER_KEY}",
     "STIGG_API_URL": STIGG_URL,
@@ -118,10 +127,27 @@ class Caller:
         self._client = client
 
     def post(self, operation_path: str, body, *, key: str | None = CALLER_KEY, headers=None):
+        return self._client.post(
+            f"/v1/actions/{operation_path}", json=body, headers=self._headers(key, headers)
+        )
+
+    def post_raw(
+        self, operation_path: str, data: str, *, content_type="application/json", key=CALLER_KEY
+    ):
+        """A body exactly as given, for malformed JSON and wrong media types."""
+        return self._client.post(
+            f"/v1/actions/{operation_path}",
+            data=data,
+            content_type=content_type,
+            headers=self._headers(key, None),
+        )
+
+    @staticmethod
+    def _headers(key: str | None, headers: dict | None) -> dict:
         all_headers = dict(headers or {})
         if key is not None:
             all_headers["Authorization"] = f"Bearer {key}"
-        return self._client.post(f"/v1/actions/{operation_path}", json=body, headers=all_headers)
+        return all_headers
 
 
 @pytest.fixture

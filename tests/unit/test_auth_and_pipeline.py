@@ -39,20 +39,13 @@ def test_both_keys_of_a_rotation_are_accepted(caller, stigg, key):
 
 
 def test_auth_is_checked_before_the_body(caller, stigg):
-    response = caller._client.post(
-        f"/v1/actions/{PATH}", data="not json", content_type="text/plain"
-    )
+    response = caller.post_raw(PATH, "not json", content_type="text/plain", key=None)
 
     assert response.status_code == 401
 
 
 def test_wrong_media_type_is_415(caller, stigg):
-    response = caller._client.post(
-        f"/v1/actions/{PATH}",
-        data='{"a": 1}',
-        content_type="text/plain",
-        headers={"Authorization": f"Bearer {CALLER_KEY}"},
-    )
+    response = caller.post_raw(PATH, '{"a": 1}', content_type="text/plain")
 
     assert response.status_code == 415
     assert response.json["code"] == "UNSUPPORTED_MEDIA_TYPE"
@@ -60,11 +53,10 @@ def test_wrong_media_type_is_415(caller, stigg):
 
 
 def test_json_with_charset_is_accepted(caller, stigg):
-    response = caller._client.post(
-        f"/v1/actions/{PATH}",
-        data=json.dumps({"salesforceAccountId": ACCOUNT_18, "customerName": "A"}),
+    response = caller.post_raw(
+        PATH,
+        json.dumps({"salesforceAccountId": ACCOUNT_18, "customerName": "A"}),
         content_type="application/json; charset=utf-8",
-        headers={"Authorization": f"Bearer {CALLER_KEY}"},
     )
 
     assert response.status_code == 200
@@ -89,12 +81,7 @@ def test_too_large_body_is_413(config, stigg):
 
 @pytest.mark.parametrize("raw", ['{"salesforceAccountId": ', "", "nul"])
 def test_malformed_json_is_400(caller, stigg, raw):
-    response = caller._client.post(
-        f"/v1/actions/{PATH}",
-        data=raw,
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {CALLER_KEY}"},
-    )
+    response = caller.post_raw(PATH, raw)
 
     assert response.status_code == 400
     assert response.json["code"] == "MALFORMED_JSON"
@@ -103,12 +90,7 @@ def test_malformed_json_is_400(caller, stigg, raw):
 
 @pytest.mark.parametrize("raw", [json.dumps([BODY]), '"text"', "42", "null"])
 def test_a_body_that_is_not_an_object_is_400(caller, stigg, raw):
-    response = caller._client.post(
-        f"/v1/actions/{PATH}",
-        data=raw,
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {CALLER_KEY}"},
-    )
+    response = caller.post_raw(PATH, raw)
 
     assert response.status_code == 400
     assert response.json["code"] == "VALIDATION_FAILED"

@@ -6,16 +6,10 @@ import pytest
 
 from app import create_app
 from app.cli import main
-from tests.conftest import Caller
+from tests.conftest import PROMOTIONAL_GRANT, Caller
 from tests.fakes import Reply
 
-GRANT = {
-    "stiggCustomerId": "acme",
-    "grantType": "PROMOTIONAL",
-    "currencyId": "cred-type-ai-tokens",
-    "displayName": "Welcome",
-    "amount": 100,
-}
+GRANT = PROMOTIONAL_GRANT
 
 
 @pytest.fixture

@@ -6,17 +6,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from tests.conftest import ACCOUNT_18, BASE_CONFIG, ROTATED_CALLER_KEY, Caller
+from tests.conftest import ACCOUNT_18, BASE_CONFIG, PROMOTIONAL_GRANT, ROTATED_CALLER_KEY, Caller
 from tests.fakes import Reply, graphql_error
 
 GRANT_PATH = "create-credit-grant"
-GRANT = {
-    "stiggCustomerId": "acme",
-    "grantType": "PROMOTIONAL",
-    "currencyId": "cred-type-ai-tokens",
-    "displayName": "Welcome",
-    "amount": 100,
-}
+GRANT = PROMOTIONAL_GRANT
 KEY = {"Idempotency-Key": "006D000000CkYtr-createCreditGrant"}
 
 
