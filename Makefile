@@ -25,3 +25,8 @@ run: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+# Benchmarks (bench/README.md): not part of `make test`; about 6 minutes; BENCH_ARGS=--profile
+# adds a py-spy profile of the hot path.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
