@@ -28,5 +28,6 @@ clean:
 
 # Benchmarks (bench/README.md): not part of `make test`; about 6 minutes; BENCH_ARGS=--profile
 # adds a py-spy profile of the hot path.
+.PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
