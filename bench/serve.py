@@ -40,17 +40,19 @@ def main() -> None:
         factory = baseline.create_app
     boot_log = os.environ.get("BENCH_BOOT_LOG")
     if boot_log:
-        options.update(_boot_hooks(boot_log))
+        options.update(_boot_hooks(boot_log, then=options.get("post_worker_init")))
     ServiceApplication(options, app_factory=factory).run()
 
 
-def _boot_hooks(path: str) -> dict:
+def _boot_hooks(path: str, then=None) -> dict:
     forked_at = {}
 
     def post_fork(server, worker):
         forked_at[os.getpid()] = time.perf_counter()
 
     def post_worker_init(worker):
+        if then is not None:
+            then(worker)  # the service's own hook: part of starting a worker
         seconds = time.perf_counter() - forked_at.get(os.getpid(), time.perf_counter())
         with open(path, "a") as log:
             log.write(json.dumps({"pid": os.getpid(), "boot_s": seconds}) + "\n")
