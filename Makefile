@@ -29,3 +29,9 @@ clean:
 # Regenerate the External Service registration in sfdx/ from the code (commit the result).
 sfdx: $(STAMP)
 	$(BIN)/python -m app.sfdx_registration
+
+# Benchmarks (bench/README.md): not part of `make test`; about 6 minutes; BENCH_ARGS=--profile
+# adds a py-spy profile of the hot path.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
