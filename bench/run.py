@@ -783,11 +783,6 @@ def main() -> int:
         help="rounds of the zero-latency runs (interleaved; the table shows medians)",
     )
     parser.add_argument("--profile", action="store_true", help="also py-spy the hot path")
-    parser.add_argument(
-        "--plain-sandbox",
-        action="store_true",
-        help="run the sandbox without memoised validation (see bench/sandbox_server.py)",
-    )
     args = parser.parse_args()
 
     wrk = Wrk(ensure_wrk())
@@ -811,8 +806,8 @@ def main() -> int:
             "sandbox",
             [
                 sys.executable,
-                str(BENCH / "sandbox_server.py"),
-                *(["--plain"] if args.plain_sandbox else []),
+                "-m",
+                "sandbox",
                 "--host",
                 "127.0.0.1",
                 "--port",

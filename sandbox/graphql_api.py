@@ -14,7 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -212,7 +212,7 @@ def prepare(payload: Any) -> PreparedRequest:
             )
         )
     try:
-        document = parse(query)
+        document, validation_errors = _parse_and_validate(query)
     except GraphQLError as error:
         return PreparedRequest(rejection=_request_errors("GRAPHQL_PARSE_FAILED", [error]))
     operation = get_operation_ast(document, operation_name)
@@ -230,10 +230,18 @@ def prepare(payload: Any) -> PreparedRequest:
         operation_name=operation_name,
         variables=variables,
     )
-    errors = validate(sandbox_schema(), document)
-    if errors:
-        prepared.rejection = _request_errors("GRAPHQL_VALIDATION_FAILED", list(errors))
+    if validation_errors:
+        prepared.rejection = _request_errors("GRAPHQL_VALIDATION_FAILED", list(validation_errors))
     return prepared
+
+
+@lru_cache(maxsize=256)
+def _parse_and_validate(query: str) -> tuple[DocumentNode, tuple[GraphQLError, ...]]:
+    """Parse and validate a document text once: a client sends the same few documents over
+    and over, and validating them was most of the sandbox's CPU under load (bench/). The
+    answer depends only on the text and the fixed schema. Raises on a syntax error."""
+    document = parse(query)
+    return document, tuple(validate(sandbox_schema(), document))
 
 
 def _format_error(error: GraphQLError) -> dict[str, Any]:

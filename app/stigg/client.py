@@ -81,6 +81,24 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+class _PrintedRequest(GraphQLRequest):
+    """A request whose query text was printed once, at start-up."""
+
+    def __init__(self, operation: Operation, variables: dict):
+        super().__init__(
+            operation.document, variable_values=variables, operation_name=operation.name
+        )
+        self._query = operation.query
+
+    @property
+    def payload(self) -> dict:
+        return {
+            "query": self._query,
+            "operationName": self.operation_name,
+            "variables": self.variable_values,
+        }
+
+
 class StiggClient:
     """Long-lived: one per app. `session()` gives the per-request view with its deadline."""
 
@@ -121,11 +139,10 @@ class StiggClient:
 
     def attempt(self, operation: Operation, variables: dict, timeout_s: float) -> dict:
         """One HTTP round trip; every failure comes out as a StiggFailure."""
-        request = GraphQLRequest(
-            operation.document, variable_values=variables, operation_name=operation.name
-        )
         try:
-            data = self._gql_session().execute(request, timeout=timeout_s)
+            data = self._gql_session().execute(
+                _PrintedRequest(operation, variables), timeout=timeout_s
+            )
         except TransportQueryError as exc:
             raise errors.from_graphql_errors(exc.errors or [{"message": str(exc)}]) from exc
         except _UpstreamHTTPError as exc:

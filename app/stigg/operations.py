@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from graphql import DocumentNode, OperationDefinitionNode, parse
+from graphql import DocumentNode, OperationDefinitionNode, parse, print_ast
 
 DOCUMENTS_DIR = Path(__file__).parent / "documents"
 
@@ -41,6 +41,8 @@ RESEND_RULES = {
 class Operation:
     name: str
     document: DocumentNode
+    # The document as sent: printed once here, not by gql on every call (bench/).
+    query: str
     result_key: str
     resend: Resend
     is_mutation: bool
@@ -57,5 +59,7 @@ def load_operations() -> dict[str, Operation]:
         selection = definition.selection_set.selections[0]
         result_key = (selection.alias or selection.name).value
         is_mutation = definition.operation.value == "mutation"
-        operations[name] = Operation(name, document, result_key, resend, is_mutation)
+        operations[name] = Operation(
+            name, document, print_ast(document), result_key, resend, is_mutation
+        )
     return operations
