@@ -44,6 +44,7 @@ from app.serving import gunicorn_options  # noqa: E402, I001
 from app.stigg.operations import load_operations  # noqa: E402
 from actions import ACTIONS  # noqa: E402
 from actions.create_credit_grant import credit_grant_input  # noqa: E402
+from actions.once import TAG_FIELD  # noqa: E402
 
 LUA = BENCH / "wrk" / "post.lua"
 RESULTS = BENCH / "results"
@@ -223,16 +224,16 @@ def action(operation_id: str):
 
 def grant_graphql_body() -> str:
     """Exactly the GraphQL request the service sends for the example credit grant."""
-    from graphql import print_ast
-
     grant = action("createCreditGrant")
     loaded = grant.request_schema().load({**grant.example, "stiggCustomerId": GRANT_CUSTOMER})
     operation = load_operations()["GrantCredits"]
     return json.dumps(
         {
-            "query": print_ast(operation.document),
+            "query": operation.query,
             "operationName": operation.name,
-            "variables": {"input": credit_grant_input(loaded, grant_key=secrets.token_hex(16))},
+            "variables": {
+                "input": credit_grant_input(loaded, tag={TAG_FIELD: secrets.token_hex(16)})
+            },
         }
     )
 
