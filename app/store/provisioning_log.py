@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, insert, or_, select, update
 
 from app.store.errors import database_errors_as_store_error
 from app.store.models import LOG_OUTCOMES, ProvisioningLogEntry, utc_now
@@ -26,6 +26,11 @@ REDACTED = "[REDACTED]"
 SECRET_KEY_MARKERS = ("apikey", "authorization", "token", "password", "passwd", "secret")
 
 entries = ProvisioningLogEntry.__table__
+
+# Built once with bound parameters: building `.values(...)` per call (and its cache key)
+# was half the cost of a log write (bench/).
+_START = insert(entries)
+_FINISH = update(entries).where(entries.c.id == bindparam("entry_id"))
 
 
 def redact(payload: Any) -> Any:
@@ -70,19 +75,20 @@ class ProvisioningLog:
         """Record an accepted request before any work; returns the entry id."""
         with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
             result = connection.execute(
-                insert(entries).values(
-                    request_id=request_id,
-                    operation=operation,
-                    caller_key_id=caller_key_id,
-                    idempotency_key=idempotency_key,
-                    salesforce_account_id=salesforce_account_id,
-                    salesforce_opportunity_id=salesforce_opportunity_id,
-                    payload=redact(payload),
-                    replay_of=replay_of,
-                    outcome="in_progress",
-                    attempts=0,
-                    created_at=self._clock(),
-                )
+                _START,
+                {
+                    "request_id": request_id,
+                    "operation": operation,
+                    "caller_key_id": caller_key_id,
+                    "idempotency_key": idempotency_key,
+                    "salesforce_account_id": salesforce_account_id,
+                    "salesforce_opportunity_id": salesforce_opportunity_id,
+                    "payload": redact(payload),
+                    "replay_of": replay_of,
+                    "outcome": "in_progress",
+                    "attempts": 0,
+                    "created_at": self._clock(),
+                },
             )
             return result.inserted_primary_key[0]
 
@@ -110,21 +116,21 @@ class ProvisioningLog:
             raise ValueError(f"outcome must be one of {', '.join(FINAL_OUTCOMES)}: {outcome!r}")
         with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
             updated = connection.execute(
-                update(entries)
-                .where(entries.c.id == entry_id)
-                .values(
-                    outcome=outcome,
-                    http_status=http_status,
-                    error_code=error_code,
-                    stigg_error_code=stigg_error_code,
-                    message=message,
-                    stigg_customer_id=stigg_customer_id,
-                    stigg_subscription_id=stigg_subscription_id,
-                    stigg_credit_grant_id=stigg_credit_grant_id,
-                    attempts=attempts,
-                    duration_ms=duration_ms,
-                    finished_at=self._clock(),
-                )
+                _FINISH,
+                {
+                    "entry_id": entry_id,
+                    "outcome": outcome,
+                    "http_status": http_status,
+                    "error_code": error_code,
+                    "stigg_error_code": stigg_error_code,
+                    "message": message,
+                    "stigg_customer_id": stigg_customer_id,
+                    "stigg_subscription_id": stigg_subscription_id,
+                    "stigg_credit_grant_id": stigg_credit_grant_id,
+                    "attempts": attempts,
+                    "duration_ms": duration_ms,
+                    "finished_at": self._clock(),
+                },
             ).rowcount
         return updated == 1
 

@@ -1,0 +1,58 @@
+"""The benchmark is not part of the test suite, but what it sends must stay in step with the
+code (it once broke silently when an action's API changed)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from actions import ACTIONS
+from sandbox import create_app as create_sandbox
+
+BENCH_RUN = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_run", None)
+
+
+def test_every_service_target_is_a_valid_request(bench):
+    by_path = {action.path: action for action in ACTIONS}
+    service_targets = [t for t in bench.targets() if t.server == "service"]
+
+    assert {t.name for t in service_targets} == {a.operation_id for a in ACTIONS}
+    for target in service_targets:
+        body = json.loads(target.body.replace("@ID@", "001D000000IqhSL"))
+        assert by_path[target.path].request_schema().validate(body) == {}, target.name
+
+
+def test_the_baseline_forwards_a_document_the_sandbox_accepts(bench):
+    client = create_sandbox(api_keys=[bench.SANDBOX_KEY]).test_client()
+    headers = {"X-API-KEY": bench.SANDBOX_KEY}
+    client.post(
+        "/graphql",
+        json={
+            "query": "mutation($input: ProvisionCustomerInput!) "
+            "{ provisionCustomer(input: $input) { customer { customerId } } }",
+            "variables": {"input": {"customerId": bench.GRANT_CUSTOMER}},
+        },
+        headers=headers,
+    )
+
+    response = client.post(
+        "/graphql",
+        data=bench.grant_graphql_body(),
+        headers=headers,
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200
+    assert "errors" not in response.get_json(), response.get_json()
