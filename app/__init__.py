@@ -75,6 +75,9 @@ def _register_request_id(app: Flask) -> None:
     @app.after_request
     def finish_request(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if g.get("outcome_logged"):
+            # The ledger's "provisioning outcome" line already tells this request's story.
+            return response
         log.info(
             "request",
             extra={

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from actions.action import Action
@@ -51,6 +51,7 @@ def _make_view(action: Action):
             body=body,
             replay_of=read_replay_of(),
         )
+        g.outcome_logged = True
         if entry.replay is not None:
             response = jsonify(entry.replay.body)
             response.status_code = entry.replay.status
