@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from app.stigg import StiggFailure, StiggSession, is_code
 
-# Stigg field -> the customer attributes an action may set.
-UPDATABLE_FIELDS = ("name", "email", "salesforceId")
-
 
 def upsert(
     *,
