@@ -12,13 +12,34 @@ from schemas.currencies import STIGG_CURRENCIES
 from schemas.salesforce_id import InvalidSalesforceId, to_18
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# RFC 3339 section 5.6 `date-time`, nothing looser: Python's fromisoformat also takes
+# `20260101T100000Z`, week dates and a space instead of `T`, which the docs do not promise.
+_RFC3339_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+# C0 controls and DEL: a NUL or an ESC in a customer name is a mapping bug upstream, and
+# PostgreSQL cannot store a NUL in text at all.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_CHARACTERS_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Stigg's Int is a signed 32-bit GraphQL Int.
+GRAPHQL_INT_MAX = 2**31 - 1
+
+
+def refuse_control_characters(text: str, *, multiline: bool = False) -> None:
+    pattern = _CONTROL_CHARACTERS_BUT_LINE_BREAKS if multiline else _CONTROL_CHARACTERS
+    found = pattern.search(text)
+    if found:
+        raise ValidationError(
+            f"Must not contain control characters (found U+{ord(found.group()):04X})."
+        )
 
 
 class Text(fields.String):
     """A string with surrounding white space removed; blank is refused, not passed on."""
 
-    def __init__(self, *, max_length: int = 255, **kwargs):
+    def __init__(self, *, max_length: int = 255, multiline: bool = False, **kwargs):
         self.max_length = max_length
+        self.multiline = multiline
         kwargs.setdefault("metadata", {})
         kwargs["metadata"].setdefault("minLength", 1)
         kwargs["metadata"].setdefault("maxLength", max_length)
@@ -31,6 +52,7 @@ class Text(fields.String):
             raise ValidationError("Must not be blank.")
         if len(text) > self.max_length:
             raise ValidationError(f"Must be at most {self.max_length} characters.")
+        refuse_control_characters(text, multiline=self.multiline)
         return text
 
 
@@ -112,7 +134,8 @@ class Amount(fields.Float):
         super().__init__(allow_nan=False, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool):
+        # A JSON number only: "100" is a mapping mistake upstream, not an amount.
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError("Not a valid number.")
         number = super()._deserialize(value, attr, data, **kwargs)
         if not math.isfinite(number):
@@ -125,23 +148,35 @@ class Amount(fields.Float):
 
 
 class StrictBoolean(fields.Boolean):
-    """true or false only: "yes", 1 or "on" from a mis-mapped Flow variable is refused."""
+    """JSON true or false only: "yes", 1 or "true" from a mis-mapped Flow variable is refused.
 
-    truthy = {True, "true", "True", "TRUE"}
-    falsy = {False, "false", "False", "FALSE"}
+    (marshmallow's truthy/falsy sets cannot express this: 1 == True in a Python set.)
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Not a valid boolean: send true or false.")
+        return value
 
 
 class StrictInteger(fields.Integer):
+    """A JSON integer (or a whole float: Flow Number variables arrive as 2.0) that fits
+    Stigg's 32-bit GraphQL Int, so an out-of-range value is our 400, not Stigg's."""
+
     def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {})
+        kwargs["metadata"].setdefault("maximum", GRAPHQL_INT_MAX)
         super().__init__(strict=True, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        # Flow Number variables arrive as 2.0; accept whole floats, refuse 2.5 and true.
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool):
             raise ValidationError("Not a valid integer.")
-        return super()._deserialize(value, attr, data, **kwargs)
+        number = super()._deserialize(value, attr, data, **kwargs)
+        if abs(number) > GRAPHQL_INT_MAX:
+            raise ValidationError(f"Must be at most {GRAPHQL_INT_MAX}.")
+        return number
 
 
 class UtcDateTime(fields.Field):
@@ -157,26 +192,44 @@ class UtcDateTime(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
-            raise ValidationError("Must be a date (YYYY-MM-DD) or an RFC 3339 date-time.")
+            raise ValidationError(_DATE_FORMATS)
         text = value.strip()
-        try:
-            if _DATE.match(text):
+        if _DATE.match(text):
+            try:
                 return datetime.combine(date.fromisoformat(text), time.min, tzinfo=UTC)
-            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+            except ValueError:
+                raise ValidationError(f"Not a calendar date (YYYY-MM-DD): {text!r}.") from None
+        if not _RFC3339_DATE_TIME.match(text):
+            if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", text):
+                raise ValidationError(
+                    "A date-time needs seconds and a time zone offset, e.g. "
+                    "2026-01-31T09:00:00Z."
+                )
+            raise ValidationError(_DATE_FORMATS)
+        try:
+            parsed = datetime.fromisoformat(text[:10] + "T" + text[11:].upper())
+            return parsed.astimezone(UTC)
         except ValueError:
-            raise ValidationError("Must be a date (YYYY-MM-DD) or an RFC 3339 date-time.") from None
-        if parsed.tzinfo is None:
+            raise ValidationError(f"Not a valid date-time: {text!r}.") from None
+        except OverflowError:
+            # 9999-12-31T23:59:59-23:59 is valid RFC 3339 but not a representable instant.
             raise ValidationError(
-                "A date-time needs a time zone offset, e.g. 2026-01-31T09:00:00Z."
-            )
-        return parsed.astimezone(UTC)
+                "Out of range: the date-time must fall between years 1 and 9999 in UTC."
+            ) from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
         if isinstance(value, str):
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return rfc3339(value)
+        # One format in every answer: whole seconds, UTC, `Z` (Stigg's own values may carry
+        # milliseconds; Flow's DateTime has no use for them).
+        return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+_DATE_FORMATS = (
+    "Must be a date (YYYY-MM-DD) or an RFC 3339 date-time (e.g. 2026-01-31T09:00:00Z)."
+)
 
 
 def rfc3339(value: datetime | None) -> str | None:
