@@ -6,8 +6,10 @@ first-class; everything that differs between them is decided here.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from app.store.errors import StoreError, describe, first_line
 from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
 from app.store.provisioning_log import ProvisioningLog
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -99,6 +103,18 @@ def _create_sqlite_engine(url: URL, **engine_options: Any) -> Engine:
     return engine
 
 
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic logs several INFO lines per migration step and per process; keep ours."""
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_log.setLevel(level)
+
+
 def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -112,7 +128,7 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with _alembic_quiet(), engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -133,7 +149,7 @@ def migrate(engine: Engine, *, attempts: int = 5) -> None:
     }
     for attempt in range(1, attempts + 1):
         try:
-            with engine.begin() as connection:
+            with _alembic_quiet(), engine.begin() as connection:
                 if engine.dialect.name == "postgresql":
                     connection.execute(
                         text(f"SET LOCAL lock_timeout = '{POSTGRES_MIGRATION_LOCK_TIMEOUT}'")
@@ -149,9 +165,13 @@ def migrate(engine: Engine, *, attempts: int = 5) -> None:
                         f"of the service does not know (newest known: {head_revision()!r}); "
                         "deploy the newer version or restore a matching database"
                     )
+                if found == head_revision():
+                    return
                 config = _alembic_config()
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
+            # One line, from the one process that migrated (Alembic's own are per step).
+            log.info(f"database schema upgraded from {found or 'empty'} to {head_revision()}")
             return
         except StoreError:
             raise

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import URL, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 
 class StoreError(Exception):
@@ -15,6 +16,11 @@ class StoreError(Exception):
     The message is one line, ``database at <url, password hidden>: <why>``, fit to print
     at start-up or to log. At request time the pipeline answers it with a retryable 503;
     callers never need to know SQLAlchemy's exception types.
+
+    Only an outage becomes a StoreError. A constraint violation or a value the database
+    refuses is a bug in this service: it propagates as it is, so the request fails as an
+    internal error (logged in full) instead of telling callers to retry an outage that
+    will never end.
     """
 
 
@@ -28,10 +34,14 @@ def first_line(error: BaseException | None) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+# What an unreachable, locked, restarting or overloaded database raises.
+OUTAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
 @contextmanager
 def database_errors_as_store_error(engine: Engine) -> Iterator[None]:
     try:
         yield
-    except SQLAlchemyError as error:
+    except OUTAGE_ERRORS as error:
         cause = getattr(error, "orig", None) or error
         raise StoreError(f"database at {describe(engine.url)}: {first_line(cause)}") from error

@@ -103,6 +103,7 @@ class ProvisioningLogEntry(Base):
         Index("ix_provisioning_log_operation_created_at", "operation", "created_at"),
         Index("ix_provisioning_log_salesforce_account_id", "salesforce_account_id"),
         Index("ix_provisioning_log_salesforce_opportunity_id", "salesforce_opportunity_id"),
+        Index("ix_provisioning_log_correlation_id", "correlation_id"),
         CheckConstraint(
             "outcome IN ('in_progress', 'succeeded', 'rejected', 'failed', 'replayed')",
             name="ck_provisioning_log_outcome",
@@ -110,7 +111,10 @@ class ProvisioningLogEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Ours (a UUID), never the caller's: see correlation_id.
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The caller's X-Request-Id, if it sent one: for finding its requests, not unique.
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
     operation: Mapped[str] = mapped_column(String(64))
     caller_key_id: Mapped[str] = mapped_column(String(64))
     salesforce_account_id: Mapped[str | None] = mapped_column(String(64))
@@ -129,6 +133,10 @@ class ProvisioningLogEntry(Base):
     payload: Mapped[Any | None] = mapped_column(JSON)
     replay_of: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("provisioning_log.id", name="fk_provisioning_log_replay_of")
+    )
+    # Set on the original when `replay` re-runs it: the entry that did.
+    replayed_by: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("provisioning_log.id", name="fk_provisioning_log_replayed_by")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

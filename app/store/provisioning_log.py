@@ -31,21 +31,45 @@ entries = ProvisioningLogEntry.__table__
 # was half the cost of a log write (bench/).
 _START = insert(entries)
 _FINISH = update(entries).where(entries.c.id == bindparam("entry_id"))
+_MARK_REPLAYED = (
+    update(entries)
+    .where(entries.c.id == bindparam("original_id"))
+    .values(replayed_by=bindparam("replayed_by"))
+)
 
 
 def redact(payload: Any) -> Any:
-    """A copy of ``payload`` with the values of secret-looking keys masked, at any depth.
+    """A copy of ``payload`` fit to store: the values of secret-looking keys masked, at any
+    depth, and NUL characters replaced (PostgreSQL cannot store them in text or JSON).
 
     Only keys decide: customer names and emails are what the log is for and are kept.
+    Iterative, so no payload can exhaust the recursion limit.
     """
-    if isinstance(payload, dict):
-        return {
-            key: REDACTED if _is_secret_key(key) else redact(value)
-            for key, value in payload.items()
-        }
-    if isinstance(payload, list | tuple):
-        return [redact(item) for item in payload]
-    return payload
+    root: list[Any] = [None]
+    pending: list[tuple[Any, Any, Any]] = [(payload, root, 0)]
+    while pending:
+        value, parent, slot = pending.pop()
+        if isinstance(value, dict):
+            copy: Any = {}
+            for key, item in value.items():
+                clean_key = storable_text(str(key))
+                if _is_secret_key(key):
+                    copy[clean_key] = REDACTED
+                else:
+                    pending.append((item, copy, clean_key))
+        elif isinstance(value, list | tuple):
+            copy = [None] * len(value)
+            pending.extend((item, copy, index) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            copy = storable_text(value)
+        else:
+            copy = value
+        parent[slot] = copy
+    return root[0]
+
+
+def storable_text(value: str) -> str:
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _is_secret_key(key: Any) -> bool:
@@ -71,13 +95,19 @@ class ProvisioningLog:
         salesforce_opportunity_id: str | None = None,
         payload: Any = None,
         replay_of: int | None = None,
+        correlation_id: str | None = None,
     ) -> int:
-        """Record an accepted request before any work; returns the entry id."""
+        """Record an accepted request before any work; returns the entry id.
+
+        A replay (``replay_of``) also marks the original entry as replayed by this one, in
+        the same transaction.
+        """
         with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
             result = connection.execute(
                 _START,
                 {
                     "request_id": request_id,
+                    "correlation_id": correlation_id,
                     "operation": operation,
                     "caller_key_id": caller_key_id,
                     "idempotency_key": idempotency_key,
@@ -90,7 +120,12 @@ class ProvisioningLog:
                     "created_at": self._clock(),
                 },
             )
-            return result.inserted_primary_key[0]
+            entry_id = result.inserted_primary_key[0]
+            if replay_of is not None:
+                connection.execute(
+                    _MARK_REPLAYED, {"original_id": replay_of, "replayed_by": entry_id}
+                )
+            return entry_id
 
     def finish(
         self,
@@ -123,7 +158,7 @@ class ProvisioningLog:
                     "http_status": http_status,
                     "error_code": error_code,
                     "stigg_error_code": stigg_error_code,
-                    "message": message,
+                    "message": storable_text(message) if message else message,
                     "stigg_customer_id": stigg_customer_id,
                     "stigg_subscription_id": stigg_subscription_id,
                     "stigg_credit_grant_id": stigg_credit_grant_id,
@@ -160,15 +195,21 @@ class ProvisioningLog:
         return [dict(row) for row in rows]
 
     def get(self, entry: int | str) -> dict[str, Any] | None:
-        """One entry by request ID, or by entry id (an int, or digits as typed on the CLI)."""
+        """One entry: by its request ID, by its id (an int, or digits as typed on the CLI),
+        or by the caller's correlation ID (the newest entry that carries it)."""
         found = None
         if isinstance(entry, str):
             found = self._first(entries.c.request_id == entry)
         if found is None and (isinstance(entry, int) or entry.isdigit()):
             found = self._first(entries.c.id == int(entry))
+        if found is None and isinstance(entry, str):
+            found = self._first(entries.c.correlation_id == entry, newest=True)
         return found
 
-    def _first(self, condition: Any) -> dict[str, Any] | None:
+    def _first(self, condition: Any, *, newest: bool = False) -> dict[str, Any] | None:
+        query = select(entries).where(condition)
+        if newest:
+            query = query.order_by(entries.c.id.desc())
         with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
-            row = connection.execute(select(entries).where(condition)).mappings().first()
+            row = connection.execute(query).mappings().first()
         return dict(row) if row is not None else None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
-from app.store import StoreError, redact
+from app.store import redact
 from app.store.provisioning_log import REDACTED
 
 ACCOUNT = "001000000000001AAA"
@@ -176,15 +177,37 @@ def test_a_replay_points_at_its_original(store):
     assert store.log.get(replay)["replay_of"] == original
 
 
-def test_a_replay_of_a_missing_entry_is_refused(store):
-    with pytest.raises(StoreError):
+def test_a_replay_of_a_missing_entry_is_a_bug_not_an_outage(store):
+    # Constraint violations propagate as they are: they must never be answered as a
+    # retryable STORE_UNAVAILABLE, which would never heal.
+    with pytest.raises(IntegrityError):
         start(store, "r-2", replay_of=12345)
 
 
 def test_a_request_id_is_logged_once(store):
     start(store, "r-1")
-    with pytest.raises(StoreError, match="database at"):
+    with pytest.raises(IntegrityError):
         start(store, "r-1")
+
+
+def test_a_replay_marks_its_original(store):
+    original = start(store, "r-1")
+    replay = start(store, "r-2", replay_of=original)
+
+    assert store.log.get(original)["replayed_by"] == replay
+    assert store.log.get(replay)["replay_of"] == original
+
+
+def test_correlation_ids_repeat_freely_and_find_the_newest(store):
+    first = store.log.start(
+        request_id="r-1", operation="createCreditGrant", caller_key_id="k", correlation_id="c"
+    )
+    second = store.log.start(
+        request_id="r-2", operation="createCreditGrant", caller_key_id="k", correlation_id="c"
+    )
+
+    assert first != second
+    assert store.log.get("c")["id"] == second
 
 
 # list
