@@ -17,7 +17,8 @@ class Action:
     description: str
     request_schema: type[Schema]
     response_schema: type[Schema]
-    # run(*, request: dict, stigg: StiggSession, idempotency_key: str | None) -> dict
+    # run(*, request: dict, stigg: StiggSession, tag: CreationTag) -> dict; `tag` marks
+    # what the action creates in Stigg (actions/once.py)
     handler: Callable[..., dict]
     # A realistic request body (against the local sandbox's catalog), for the README, the
     # curl lines `make run` prints and the docs.

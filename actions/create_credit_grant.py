@@ -1,36 +1,46 @@
 """Create Stigg Credit Grant.
 
 `createCreditGrant` is not idempotent in Stigg: every call grants again. The grant is
-created at most once (see `actions.once`): tagged with the request's key, looked up after
+created at most once (see `actions.once`): tagged with the request's tag, looked up after
 an unknown outcome, and looked up first when the caller sent an Idempotency-Key.
 """
 
 from __future__ import annotations
 
-from actions.once import create_once, is_tagged, tag_for
+import logging
+
+from actions.once import CreationTag, create_once
 from app.stigg import StiggSession
 from schemas.fields import rfc3339
 
-# How many of the customer's grants in this currency we scan for our tag.
+log = logging.getLogger(__name__)
+
+# The customer's grants in this currency are scanned for our tag a page at a time.
 LOOKUP_PAGE_SIZE = 100
+# A bound on the scan, so a customer with a huge grant history cannot make one request
+# read forever; reaching it is logged (the look-up then counts as "not found").
+MAX_LOOKUP_PAGES = 20
 
 
-def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = None) -> dict:
-    grant_input = credit_grant_input(request, tag=tag_for(idempotency_key))
+def run(*, request: dict, stigg: StiggSession, tag: CreationTag) -> dict:
+    grant_input = credit_grant_input(request, tag=tag)
     grant, _created = create_once(
         create=lambda: stigg.execute("GrantCredits", {"input": grant_input}),
-        find=lambda: find_tagged_grant(stigg=stigg, grant_input=grant_input),
-        look_first=idempotency_key is not None,
+        find=lambda: find_tagged_grant(stigg=stigg, grant_input=grant_input, tag=tag),
+        look_first=tag.look_first,
     )
     return result(grant)
 
 
-def credit_grant_input(request: dict, *, tag: dict) -> dict:
+def credit_grant_input(request: dict, *, tag: CreationTag) -> dict:
     cost = None
     if "costAmount" in request:
         cost = {"amount": request["costAmount"]}
         if "currency" in request:
             cost["currency"] = request["currency"]
+    metadata = dict(tag.metadata)
+    if "salesforceOpportunityId" in request:
+        metadata["salesforceOpportunityId"] = request["salesforceOpportunityId"]
     fields = {
         "customerId": request["stiggCustomerId"],
         "grantType": request["grantType"],
@@ -44,24 +54,36 @@ def credit_grant_input(request: dict, *, tag: dict) -> dict:
         "priority": request.get("priority"),
         "paymentCollectionMethod": request.get("paymentCollectionMethod"),
         "cost": cost,
-        "additionalMetaData": tag,
+        "additionalMetaData": metadata,
     }
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def find_tagged_grant(*, stigg: StiggSession, grant_input: dict) -> dict | None:
+def find_tagged_grant(*, stigg: StiggSession, grant_input: dict, tag: CreationTag) -> dict | None:
     lookup = {
         "customerId": grant_input["customerId"],
         "currencyId": grant_input["currencyId"],
-        "paging": {"first": LOOKUP_PAGE_SIZE},
     }
     if "resourceId" in grant_input:
         lookup["resourceId"] = grant_input["resourceId"]
-    connection = stigg.execute("CreditGrants", {"input": lookup})
-    for edge in connection.get("edges") or []:
-        node = edge.get("node") or {}
-        if is_tagged(node.get("additionalMetaData"), grant_input["additionalMetaData"]):
-            return node
+    after = None
+    for _page in range(MAX_LOOKUP_PAGES):
+        paging = {"first": LOOKUP_PAGE_SIZE}
+        if after is not None:
+            paging["after"] = after
+        connection = stigg.execute("CreditGrants", {"input": {**lookup, "paging": paging}})
+        for edge in connection.get("edges") or []:
+            node = edge.get("node") or {}
+            if tag.marks(node.get("additionalMetaData")):
+                return node
+        page_info = connection.get("pageInfo") or {}
+        after = page_info.get("endCursor")
+        if not page_info.get("hasNextPage") or not after:
+            return None
+    log.warning(
+        f"credit grant look-up stopped after {MAX_LOOKUP_PAGES} pages of "
+        f"{LOOKUP_PAGE_SIZE}: the customer has more grants in this currency than it scans"
+    )
     return None
 
 

@@ -7,10 +7,11 @@ present, and an absent email is never sent to Stigg.
 from __future__ import annotations
 
 from actions import customers
+from actions.once import CreationTag
 from app.stigg import StiggSession
 
 
-def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = None) -> dict:
+def run(*, request: dict, stigg: StiggSession, tag: CreationTag | None = None) -> dict:
     customer_id = request.get("stiggCustomerId") or request["salesforceAccountId"]
     created = customers.upsert(
         stigg=stigg,

@@ -8,13 +8,26 @@ Opportunity ID → the subscription's `salesforceId`.
 
 from __future__ import annotations
 
+import logging
+
 from actions import customers
-from actions.once import create_once, is_tagged, tag_for
+from actions.once import CreationTag, create_once
 from app.stigg import StiggSession
 from schemas.fields import rfc3339
+from schemas.subscription import DEFAULT_PAYMENT_COLLECTION_METHOD as DEFAULT_PAYMENT
+
+log = logging.getLogger(__name__)
 
 
-def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = None) -> dict:
+# Every state a subscription we just created can be in: live, scheduled for a later
+# start, or waiting for its first payment. Named, not "active": that word's meaning in
+# Stigg's API is not documented (docs/stigg-fidelity.md).
+JUST_CREATED_STATUSES = ("ACTIVE", "IN_TRIAL", "NOT_STARTED", "PAYMENT_PENDING")
+LOOKUP_PAGE_SIZE = 50
+MAX_LOOKUP_PAGES = 10
+
+
+def run(*, request: dict, stigg: StiggSession, tag: CreationTag) -> dict:
     customer_id = request.get("stiggCustomerId") or request["salesforceAccountId"]
     # As Stigg's own package does: the customer exists, with what we were told, first.
     customers.upsert(
@@ -24,13 +37,15 @@ def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = Non
         name=request.get("customerName"),
         email=request.get("customerEmail"),
     )
-    provision_input = subscription_input(request, customer_id, tag=tag_for(idempotency_key))
+    provision_input = subscription_input(request, customer_id, tag=tag)
     result, _created = create_once(
         create=lambda: provisioned(
             stigg.execute("ProvisionSubscription", {"input": provision_input})
         ),
-        find=lambda: find_tagged_subscription(stigg=stigg, provision_input=provision_input),
-        look_first=idempotency_key is not None,
+        find=lambda: find_tagged_subscription(
+            stigg=stigg, provision_input=provision_input, tag=tag
+        ),
+        look_first=tag.look_first,
     )
     return {
         **result,
@@ -41,37 +56,69 @@ def run(*, request: dict, stigg: StiggSession, idempotency_key: str | None = Non
 
 def provisioned(result: dict) -> dict:
     subscription = result.get("subscription") or {}
+    status = subscription.get("status")
     return {
         "stiggSubscriptionId": subscription.get("subscriptionId") or result["id"],
         "status": result["status"],
-        "subscriptionStatus": subscription.get("status"),
+        "subscriptionStatus": status,
         "checkoutUrl": result.get("checkoutUrl"),
-        "scheduled": result.get("isScheduled"),
+        "scheduled": bool(result.get("isScheduled")) or status == "NOT_STARTED",
     }
 
 
-def find_tagged_subscription(*, stigg: StiggSession, provision_input: dict) -> dict | None:
-    lookup = {"customerId": provision_input["customerId"]}
+def find_tagged_subscription(
+    *, stigg: StiggSession, provision_input: dict, tag: CreationTag
+) -> dict | None:
+    """The subscription this request created earlier, if Stigg has it."""
+    subscription_filter = {
+        "customer": {"customerId": {"eq": provision_input["customerId"]}},
+        "status": {"in": list(JUST_CREATED_STATUSES)},
+    }
     if "resourceId" in provision_input:
-        lookup["resourceId"] = provision_input["resourceId"]
-    for subscription in stigg.execute("ActiveSubscriptions", {"input": lookup}):
-        if is_tagged(subscription.get("additionalMetaData"), provision_input["additionalMetaData"]):
-            # Found live, so provisioning succeeded (a payment-required one is not live).
-            return {
-                "stiggSubscriptionId": subscription["subscriptionId"],
-                "status": "SUCCESS",
-                "subscriptionStatus": subscription.get("status"),
-            }
+        subscription_filter["resource"] = {"resourceId": {"eq": provision_input["resourceId"]}}
+    after = None
+    for _page in range(MAX_LOOKUP_PAGES):
+        paging = {"first": LOOKUP_PAGE_SIZE}
+        if after is not None:
+            paging["after"] = after
+        connection = stigg.execute(
+            "CustomerSubscriptions", {"filter": subscription_filter, "paging": paging}
+        )
+        for edge in connection.get("edges") or []:
+            node = edge.get("node") or {}
+            if tag.marks(node.get("additionalMetaData")):
+                return found(node)
+        page_info = connection.get("pageInfo") or {}
+        after = page_info.get("endCursor")
+        if not page_info.get("hasNextPage") or not after:
+            return None
+    log.warning(
+        f"subscription look-up stopped after {MAX_LOOKUP_PAGES} pages of {LOOKUP_PAGE_SIZE}"
+    )
     return None
 
 
-def subscription_input(request: dict, customer_id: str, *, tag: dict) -> dict:
+def found(subscription: dict) -> dict:
+    """The answer for a subscription found by its tag: what provisioning had answered,
+    except the checkout URL, which Stigg gives only in the provisioning answer."""
+    status = subscription.get("status")
+    return {
+        "stiggSubscriptionId": subscription["subscriptionId"],
+        "status": "PAYMENT_REQUIRED" if status == "PAYMENT_PENDING" else "SUCCESS",
+        "subscriptionStatus": status,
+        "scheduled": status == "NOT_STARTED",
+    }
+
+
+def subscription_input(request: dict, customer_id: str, *, tag: CreationTag) -> dict:
     """The ProvisionSubscriptionInput for a loaded request; absent values are omitted."""
     fields = {
         "customerId": customer_id,
         "planId": request["planId"],
         "billingPeriod": request.get("billingPeriod"),
-        "paymentCollectionMethod": request.get("paymentCollectionMethod"),
+        # Always sent: an omitted method is Stigg's own default, CHARGE, made explicit so
+        # the outcome does not hang on a server-side default (schemas/subscription.py).
+        "paymentCollectionMethod": request.get("paymentCollectionMethod", DEFAULT_PAYMENT),
         "addons": [
             {"addonId": addon["addonId"], "quantity": addon["quantity"]}
             for addon in request.get("addons", [])
@@ -93,7 +140,7 @@ def subscription_input(request: dict, customer_id: str, *, tag: dict) -> dict:
         "startDate": rfc3339(request.get("startDate")),
         "resourceId": request.get("resourceId"),
         "salesforceId": request.get("salesforceOpportunityId"),
-        "additionalMetaData": tag,
+        "additionalMetaData": tag.metadata,
     }
     return {key: value for key, value in fields.items() if value is not None}
 

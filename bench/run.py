@@ -44,7 +44,7 @@ from app.serving import gunicorn_options  # noqa: E402, I001
 from app.stigg.operations import load_operations  # noqa: E402
 from actions import ACTIONS  # noqa: E402
 from actions.create_credit_grant import credit_grant_input  # noqa: E402
-from actions.once import TAG_FIELD  # noqa: E402
+from actions.once import CreationTag  # noqa: E402
 
 LUA = BENCH / "wrk" / "post.lua"
 RESULTS = BENCH / "results"
@@ -222,6 +222,17 @@ def action(operation_id: str):
     return next(a for a in ACTIONS if a.operation_id == operation_id)
 
 
+def _bench_tag() -> CreationTag:
+    """A tag shaped like the service's (same size on the wire), for the baseline."""
+    return CreationTag(
+        caller_key_id="key_bench",
+        operation="createCreditGrant",
+        key=secrets.token_hex(16),
+        fingerprint=secrets.token_hex(32),
+        look_first=False,
+    )
+
+
 def grant_graphql_body() -> str:
     """Exactly the GraphQL request the service sends for the example credit grant."""
     grant = action("createCreditGrant")
@@ -232,7 +243,7 @@ def grant_graphql_body() -> str:
             "query": operation.query,
             "operationName": operation.name,
             "variables": {
-                "input": credit_grant_input(loaded, tag={TAG_FIELD: secrets.token_hex(16)})
+                "input": credit_grant_input(loaded, tag=_bench_tag())
             },
         }
     )

@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.base import RequestSchema, ResponseSchema
-from schemas.fields import Amount, Choice, Currency, StrictInteger, Text, UtcDateTime
+from schemas.fields import (
+    Amount,
+    Choice,
+    Currency,
+    SalesforceId,
+    StrictInteger,
+    Text,
+    UtcDateTime,
+)
 from schemas.subscription import PAYMENT_COLLECTION_METHODS
 
 GRANT_TYPES = {"PROMOTIONAL": "PROMOTIONAL", "PAID": "PAID"}
@@ -30,7 +38,17 @@ class CreateCreditGrantRequest(RequestSchema):
     displayName = Text(required=True, metadata={"description": "Name of the grant shown in Stigg."})
     amount = Amount(required=True, metadata={"description": "Number of credits granted."})
     resourceId = Text(metadata={"description": "Stigg resource ID the grant is limited to."})
-    comment = Text(max_length=200, metadata={"description": "Reason for the grant."})
+    comment = Text(
+        max_length=200, multiline=True, metadata={"description": "Reason for the grant."}
+    )
+    salesforceOpportunityId = SalesforceId(
+        key_prefix="006",
+        record_kind="Opportunity",
+        metadata={
+            "description": "Opportunity the grant was sold on: recorded in the provisioning "
+            "log and in the grant's metadata."
+        },
+    )
     effectiveDate = UtcDateTime(
         metadata={
             "description": "When the credits become usable (start of that day, UTC); now if "

@@ -24,6 +24,8 @@ from schemas.fields import (
 
 BILLING_PERIODS = {"monthly": "MONTHLY", "annually": "ANNUALLY"}
 PAYMENT_COLLECTION_METHODS = {"PAYMENT_METHOD_ON_FILE": "CHARGE", "INVOICE": "INVOICE"}
+# What an omitted paymentCollectionMethod means: Stigg's own input default, sent explicitly.
+DEFAULT_PAYMENT_COLLECTION_METHOD = PAYMENT_COLLECTION_METHODS["PAYMENT_METHOD_ON_FILE"]
 CREDIT_CADENCES = {"MONTH": "MONTH", "YEAR": "YEAR"}
 
 
@@ -92,7 +94,9 @@ class CreateSubscriptionRequest(RequestSchema):
         PAYMENT_COLLECTION_METHODS,
         metadata={
             "description": "PAYMENT_METHOD_ON_FILE charges the payment method on file; INVOICE "
-            "generates an invoice to pay manually."
+            "generates an invoice to pay manually. Omitted: PAYMENT_METHOD_ON_FILE (Stigg's "
+            "default); a paid plan for a customer with no payment method on file then answers "
+            "PAYMENT_REQUIRED with a checkoutUrl."
         },
     )
     trial = StrictBoolean(metadata={"description": "Start the subscription as a trial."})

@@ -25,7 +25,7 @@ _RESULT_KEYS = {
     "ProvisionSubscription": "provisionSubscription",
     "GrantCredits": "createCreditGrant",
     "CreditGrants": "creditGrants",
-    "ActiveSubscriptions": "getActiveSubscriptions",
+    "CustomerSubscriptions": "customerSubscriptions",
 }
 
 
@@ -54,6 +54,14 @@ def graphql_error(
     )
 
 
+@dataclass
+class Lost:
+    """Marker: Stigg executes the call (the default way) but the answer is lost: the caller
+    gets `answer` (a Reply or an exception) instead."""
+
+    answer: object
+
+
 def refused() -> Exception:
     return requests.ConnectionError(NewConnectionError(None, "Connection refused"))
 
@@ -73,6 +81,9 @@ class Call:
 class FakeStigg:
     def __init__(self, mock: responses.RequestsMock):
         self.calls: list[Call] = []
+        # What the fake Stigg created, so look-ups find it as real Stigg would.
+        self.grants: list[dict] = []
+        self.subscriptions: list[dict] = []
         self._scripts: dict[str, list] = defaultdict(list)
         self._ids = itertools.count(1)
         mock.add_callback(responses.POST, STIGG_URL, callback=self._answer)
@@ -99,6 +110,9 @@ class FakeStigg:
         self.calls.append(call)
         queue = self._scripts[call.operation]
         answer = queue.pop(0) if queue else self._default(call)
+        if isinstance(answer, Lost):
+            self._default(call)
+            answer = answer.answer
         if isinstance(answer, Exception):
             raise answer
         if isinstance(answer, Reply):
@@ -119,6 +133,19 @@ class FakeStigg:
             return data({"customerId": given["customerId"]})
         if call.operation == "ProvisionSubscription":
             subscription_id = f"subscription-{given['planId']}-{next(self._ids)}"
+            self.subscriptions.insert(
+                0,
+                {
+                    "subscriptionId": subscription_id,
+                    "customerId": given["customerId"],
+                    "status": "ACTIVE",
+                    "startDate": given.get("startDate", "2026-11-27T10:00:00.000Z"),
+                    "additionalMetaData": given.get("additionalMetaData"),
+                    "resource": {"resourceId": given["resourceId"]}
+                    if "resourceId" in given
+                    else None,
+                },
+            )
             return data(
                 {
                     "id": subscription_id,
@@ -129,12 +156,51 @@ class FakeStigg:
                 }
             )
         if call.operation == "GrantCredits":
-            return data(grant_from(given, grant_id=f"grant-{next(self._ids)}"))
+            grant = grant_from(given, grant_id=f"grant-{next(self._ids)}")
+            self.grants.insert(0, grant)
+            return data({key: value for key, value in grant.items() if key != "resourceId"})
         if call.operation == "CreditGrants":
-            return data({"edges": []})
-        if call.operation == "ActiveSubscriptions":
-            return data([])
+            matching = [
+                grant
+                for grant in self.grants
+                if grant["customerId"] == given["customerId"]
+                and grant["currencyId"] == given.get("currencyId", grant["currencyId"])
+                and grant.get("resourceId") == given.get("resourceId")
+            ]
+            return data(page(matching, given.get("paging") or {}, strip=("resourceId",)))
+        if call.operation == "CustomerSubscriptions":
+            found = [s for s in self.subscriptions if _matches(s, call.variables["filter"])]
+            return data(page(found, call.variables.get("paging") or {}, strip=("customerId",)))
         raise AssertionError(f"unexpected operation {call.operation}")
+
+
+def _matches(subscription: dict, subscription_filter: dict) -> bool:
+    customer = subscription_filter["customer"]["customerId"]["eq"]
+    statuses = subscription_filter["status"]["in"]
+    resource = (subscription_filter.get("resource") or {}).get("resourceId", {}).get("eq")
+    return (
+        subscription["customerId"] == customer
+        and subscription["status"] in statuses
+        and (resource is None or (subscription["resource"] or {}).get("resourceId") == resource)
+    )
+
+
+def page(nodes: list[dict], paging: dict, *, strip=()) -> dict:
+    """A relay connection over `nodes` with index cursors, as Stigg's paging answers."""
+    start = int(paging["after"]) + 1 if "after" in paging else 0
+    size = paging.get("first", 10)
+    chosen = nodes[start : start + size]
+    edges = [
+        {"cursor": str(start + offset), "node": {k: v for k, v in node.items() if k not in strip}}
+        for offset, node in enumerate(chosen)
+    ]
+    return {
+        "edges": edges,
+        "pageInfo": {
+            "hasNextPage": start + size < len(nodes),
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
 
 
 def grant_from(given: dict, *, grant_id: str, status: str = "ACTIVE") -> dict:
@@ -147,4 +213,24 @@ def grant_from(given: dict, *, grant_id: str, status: str = "ACTIVE") -> dict:
         "effectiveAt": given.get("effectiveAt", "2026-11-27T10:00:00.000Z"),
         "expireAt": given.get("expireAt"),
         "additionalMetaData": given.get("additionalMetaData"),
+        "resourceId": given.get("resourceId"),
     }
+
+
+class Matches:
+    """Equal to any string matching `pattern` (for values a test cannot know, e.g. a hash)."""
+
+    def __init__(self, pattern: str):
+        import re
+
+        self._pattern = re.compile(pattern)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, str) and bool(self._pattern.fullmatch(other))
+
+    def __repr__(self) -> str:
+        return f"Matches({self._pattern.pattern!r})"
+
+
+# The hashed part of a creation tag (actions/once.py).
+ANY_TAG = Matches(r"[0-9a-f]{40}")

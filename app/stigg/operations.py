@@ -31,7 +31,7 @@ RESEND_RULES = {
     "ProvisionCustomer": Resend.ALWAYS,
     "UpdateCustomer": Resend.ALWAYS,
     "CreditGrants": Resend.ALWAYS,
-    "ActiveSubscriptions": Resend.ALWAYS,
+    "CustomerSubscriptions": Resend.ALWAYS,
     "ProvisionSubscription": Resend.ONLY_IF_NOT_EXECUTED,
     "GrantCredits": Resend.ONLY_IF_NOT_EXECUTED,
 }

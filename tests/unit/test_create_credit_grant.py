@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from actions.once import TAG_FIELD
-from tests.fakes import Reply, data, grant_from, graphql_error
+from actions.create_credit_grant import LOOKUP_PAGE_SIZE, MAX_LOOKUP_PAGES
+from actions.once import KEY_FIELD, TAG_FIELD
+from tests.fakes import ANY_TAG, Lost, Reply, data, grant_from, graphql_error, page
 
 PATH = "create-credit-grant"
 
@@ -59,7 +60,7 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
             "priority": 10,
             "paymentCollectionMethod": "INVOICE",
             "cost": {"amount": 150.0, "currency": "EUR"},
-            "additionalMetaData": {TAG_FIELD: "006D000000CkYtr-grant"},
+            "additionalMetaData": {KEY_FIELD: "006D000000CkYtr-grant", TAG_FIELD: ANY_TAG},
         }
     }
     assert response.json == {
@@ -84,7 +85,10 @@ def test_minimal_grant_is_tagged_with_the_request_id(caller, stigg):
         "currencyId": "cred-type-ai-tokens",
         "displayName": "Welcome credits",
         "amount": 500.0,
-        "additionalMetaData": {TAG_FIELD: response.headers["X-Request-Id"]},
+        "additionalMetaData": {
+            KEY_FIELD: "request:" + response.headers["X-Request-Id"],
+            TAG_FIELD: ANY_TAG,
+        },
     }
 
 
@@ -170,46 +174,34 @@ def test_expiration_in_the_future_without_effective_date_is_fine(caller, stigg):
 
 
 def test_a_timed_out_grant_that_stigg_created_is_found_not_resent(caller, stigg):
-    stigg.script("GrantCredits", requests.ReadTimeout("read timed out"))
-
-    def tagged_grant_listing():
-        sent = stigg.calls_to("GrantCredits")[0].input
-        return data({"edges": [{"node": grant_from(sent, grant_id="grant-created-before")}]})
-
-    stigg.script(
-        "CreditGrants",
-        data(
+    # Someone else's grant for the same customer and currency is already there.
+    stigg.grants.append(
+        grant_from(
             {
-                "edges": [
-                    {
-                        "node": grant_from(
-                            {
-                                "customerId": "acme",
-                                "amount": 500,
-                                "currencyId": "cred-type-ai-tokens",
-                                "additionalMetaData": {TAG_FIELD: "someone-else"},
-                            },
-                            grant_id="other-grant",
-                        )
-                    }
-                ]
-            }
-        ),
+                "customerId": "acme",
+                "amount": 500,
+                "currencyId": "cred-type-ai-tokens",
+                "additionalMetaData": {KEY_FIELD: "opp-1-grant", TAG_FIELD: "0" * 40},
+            },
+            grant_id="other-grant",
+        )
     )
+    # Stigg grants, but the answer is lost; and the grant is not listed yet right after.
+    stigg.script("GrantCredits", Lost(requests.ReadTimeout("read timed out")))
+    stigg.script("CreditGrants", data(page([], {})), data(page([], {})))
 
     response = caller.post(PATH, minimal(), headers={"Idempotency-Key": "opp-1-grant"})
-    # First look-up (before granting) sees only someone else's grant; then the grant times out.
+
     assert response.status_code == 504
     assert response.json["code"] == "STIGG_TIMEOUT"
     assert response.json["retryable"] is True
     assert len(stigg.calls_to("GrantCredits")) == 1
 
     # The caller retries with the same key: the look-up finds the grant, nothing is re-sent.
-    stigg.script("CreditGrants", tagged_grant_listing())
     retry = caller.post(PATH, minimal(), headers={"Idempotency-Key": "opp-1-grant"})
 
     assert retry.status_code == 200
-    assert retry.json["creditGrantId"] == "grant-created-before"
+    assert retry.json["creditGrantId"] == stigg.grants[0]["grantId"] != "other-grant"
     assert len(stigg.calls_to("GrantCredits")) == 1
     lookup = stigg.calls_to("CreditGrants")[-1].variables
     assert lookup == {
@@ -222,28 +214,58 @@ def test_a_timed_out_grant_that_stigg_created_is_found_not_resent(caller, stigg)
 
 
 def test_after_an_unknown_outcome_the_same_request_looks_for_its_grant(caller, stigg):
-    stigg.script("GrantCredits", requests.ConnectionError("Connection aborted: RemoteDisconnected"))
-    stigg.script("CreditGrants", data({"edges": []}))  # the pre-check
+    stigg.script(
+        "GrantCredits", Lost(requests.ConnectionError("Connection aborted: RemoteDisconnected"))
+    )
 
-    def listing_with_our_grant():
-        sent = stigg.calls_to("GrantCredits")[0].input
-        return data({"edges": [{"node": grant_from(sent, grant_id="grant-7")}]})
-
-    # Script the post-failure listing lazily: it must echo the tag that was really sent.
-    original = stigg._default
-
-    def default(call):
-        if call.operation == "CreditGrants":
-            return listing_with_our_grant()
-        return original(call)
-
-    stigg._default = default
     response = caller.post(PATH, minimal(resourceId="ws-1"), headers={"Idempotency-Key": "k-1"})
 
     assert response.status_code == 200
-    assert response.json["creditGrantId"] == "grant-7"
+    assert response.json["creditGrantId"] == stigg.grants[0]["grantId"]
     assert stigg.operations == ["CreditGrants", "GrantCredits", "CreditGrants"]
     assert stigg.calls[-1].input["resourceId"] == "ws-1"
+    assert len(stigg.grants) == 1
+
+
+def test_the_look_up_pages_through_more_than_a_page_of_grants(app, caller, stigg):
+    # The caller's own grant was made first; 150 newer grants bury it past the first page.
+    first = caller.post(PATH, minimal(), headers={"Idempotency-Key": "opp-150"})
+    ours = first.json["creditGrantId"]
+    for index in range(150):
+        stigg.grants.insert(
+            0,
+            grant_from(
+                {**stigg.calls_to("GrantCredits")[0].input, "additionalMetaData": None},
+                grant_id=f"older-{index}",
+            ),
+        )
+    app.extensions["store"].idempotency.purge_expired(
+        datetime.now(UTC) + timedelta(days=2)
+    )  # the stored answer expired: only the look-up can tell
+
+    retry = caller.post(PATH, minimal(), headers={"Idempotency-Key": "opp-150"})
+
+    assert retry.status_code == 200
+    assert retry.json["creditGrantId"] == ours
+    assert len(stigg.calls_to("GrantCredits")) == 1
+    pages = [call.input["paging"] for call in stigg.calls_to("CreditGrants")[1:]]
+    assert pages == [{"first": 100}, {"first": 100, "after": "99"}]
+
+
+def test_the_look_up_stops_at_its_page_limit(caller, stigg, caplog):
+    stigg.grants.extend(
+        grant_from(
+            {"customerId": "acme", "amount": 1, "currencyId": "cred-type-ai-tokens"},
+            grant_id=f"g-{index}",
+        )
+        for index in range(MAX_LOOKUP_PAGES * LOOKUP_PAGE_SIZE + 1)
+    )
+
+    response = caller.post(PATH, minimal(), headers={"Idempotency-Key": "opp-many"})
+
+    assert response.status_code == 200
+    assert len(stigg.calls_to("CreditGrants")) == MAX_LOOKUP_PAGES
+    assert "page" in caplog.text and "stopped" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """Create Stigg Subscription: customer upsert first, then the exact provisionSubscriptionV2."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import requests
 
-from actions.once import TAG_FIELD
+from actions.once import KEY_FIELD, TAG_FIELD
 from tests.conftest import ACCOUNT_15, ACCOUNT_18, OPPORTUNITY_15
-from tests.fakes import Reply, data, graphql_error, refused
+from tests.fakes import ANY_TAG, Lost, Reply, data, graphql_error, page, refused
 
 PATH = "create-subscription"
 OPPORTUNITY_18 = "006D000000CkYtrIAF"
@@ -51,11 +53,17 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
     assert stigg.operations == [
         "GetCustomer",
         "ProvisionCustomer",
-        "ActiveSubscriptions",  # an Idempotency-Key: look for an earlier attempt first
+        "CustomerSubscriptions",  # an Idempotency-Key: look for an earlier attempt first
         "ProvisionSubscription",
     ]
+    # Every status a just-created subscription can have, named; and the resource.
     assert stigg.calls[2].variables == {
-        "input": {"customerId": "acme", "resourceId": "workspace-1"}
+        "filter": {
+            "customer": {"customerId": {"eq": "acme"}},
+            "status": {"in": ["ACTIVE", "IN_TRIAL", "NOT_STARTED", "PAYMENT_PENDING"]},
+            "resource": {"resourceId": {"eq": "workspace-1"}},
+        },
+        "paging": {"first": 50},
     }
     assert stigg.calls[1].input == {
         "customerId": "acme",
@@ -97,7 +105,10 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
             "startDate": "2026-12-01T07:30:00Z",
             "resourceId": "workspace-1",
             "salesforceId": OPPORTUNITY_18,
-            "additionalMetaData": {TAG_FIELD: "006D000000CkYtr-createSubscription"},
+            "additionalMetaData": {
+                KEY_FIELD: "006D000000CkYtr-createSubscription",
+                TAG_FIELD: ANY_TAG,
+            },
         }
     }
     subscription_id = response.json["stiggSubscriptionId"]
@@ -111,7 +122,7 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
     }
 
 
-def test_minimal_request_sends_only_customer_and_plan(caller, stigg):
+def test_minimal_request_sends_the_customer_the_plan_and_the_default_payment_method(caller, stigg):
     response = caller.post(PATH, minimal())
 
     assert response.status_code == 200
@@ -120,9 +131,14 @@ def test_minimal_request_sends_only_customer_and_plan(caller, stigg):
         "input": {
             "customerId": ACCOUNT_18,
             "planId": "plan-pro",
-            # Without an Idempotency-Key the tag is the request ID: enough to recognise
-            # this request's own subscription after a lost answer.
-            "additionalMetaData": {TAG_FIELD: response.headers["X-Request-Id"]},
+            # Stigg's own default, sent explicitly (docs/stigg-fidelity.md).
+            "paymentCollectionMethod": "CHARGE",
+            # Without an Idempotency-Key the tag stands for the request ID: enough to
+            # recognise this request's own subscription after a lost answer.
+            "additionalMetaData": {
+                KEY_FIELD: "request:" + response.headers["X-Request-Id"],
+                TAG_FIELD: ANY_TAG,
+            },
         }
     }
     # The customer is created with the Account link even when no name or email is given.
@@ -228,7 +244,8 @@ def test_payment_required_answers_the_checkout_url(caller, stigg):
         ({"currency": "USD"}, "currency", "planBaseChargeOverride"),
         ({"currency": "XYZ", "planBaseChargeOverride": 1}, "currency", "ISO 4217"),
         ({"planBaseChargeOverride": -1}, "planBaseChargeOverride", "at least 0"),
-        ({"planBaseChargeOverride": "NaN"}, "planBaseChargeOverride", "not permitted"),
+        ({"planBaseChargeOverride": "NaN"}, "planBaseChargeOverride", "Not a valid number"),
+        ({"planBaseChargeOverride": "100"}, "planBaseChargeOverride", "Not a valid number"),
         ({"addons": [{"quantity": 2}]}, "addons[0].addonId", "Missing data"),
         (
             {"addons": [{"addonId": "a", "quantity": 0}]},
@@ -316,51 +333,67 @@ def test_a_subscription_refused_at_connect_is_resent(caller, stigg, sleeps):
 
 def test_a_lost_answer_is_resolved_by_finding_the_tagged_subscription(caller, stigg):
     key = {"Idempotency-Key": "006D000000CkYtr-createSubscription-2"}
-    stigg.script("ActiveSubscriptions", data([]))  # the look-first finds nothing
-    stigg.script("ProvisionSubscription", requests.ReadTimeout("read timed out"))
-    stigg.script(
-        "ActiveSubscriptions",
-        data(
-            [
-                {"subscriptionId": "sub-other", "status": "ACTIVE", "additionalMetaData": None},
-                {
-                    "subscriptionId": "sub-ours",
-                    "status": "IN_TRIAL",
-                    "additionalMetaData": {TAG_FIELD: key["Idempotency-Key"]},
-                },
-            ]
-        ),
-    )
+    stigg.script("ProvisionSubscription", Lost(requests.ReadTimeout("read timed out")))
 
     response = caller.post(PATH, minimal(), headers=key)
 
     assert response.status_code == 200
-    assert response.json["stiggSubscriptionId"] == "sub-ours"
-    assert response.json["subscriptionStatus"] == "IN_TRIAL"
+    assert response.json["stiggSubscriptionId"] == stigg.subscriptions[0]["subscriptionId"]
+    assert response.json["subscriptionStatus"] == "ACTIVE"
     assert response.json["status"] == "SUCCESS"
+    assert response.json["scheduled"] is False
+    assert len(stigg.calls_to("ProvisionSubscription")) == 1
+    assert stigg.operations[-2:] == ["ProvisionSubscription", "CustomerSubscriptions"]
+
+
+@pytest.mark.parametrize(
+    ("stigg_status", "status", "scheduled"),
+    [
+        ("PAYMENT_PENDING", "PAYMENT_REQUIRED", False),
+        ("NOT_STARTED", "SUCCESS", True),
+        ("IN_TRIAL", "SUCCESS", False),
+    ],
+)
+def test_a_retry_after_a_lost_answer_finds_a_pending_or_scheduled_subscription(
+    caller, stigg, stigg_status, status, scheduled
+):
+    key = {"Idempotency-Key": f"006D000000CkYtr-createSubscription-{stigg_status}"}
+    stigg.script("ProvisionSubscription", Lost(requests.ReadTimeout("read timed out")))
+    stigg.script("CustomerSubscriptions", data(page([], {})), data(page([], {})))
+    first = caller.post(PATH, minimal(), headers=key)
+    assert first.status_code == 504
+    stigg.subscriptions[0]["status"] = stigg_status
+
+    retry = caller.post(PATH, minimal(), headers=key)
+
+    assert retry.status_code == 200
+    assert retry.json == {
+        "stiggSubscriptionId": stigg.subscriptions[0]["subscriptionId"],
+        "stiggCustomerId": ACCOUNT_18,
+        "stiggCustomerUrl": f"https://app.stigg.test/env-1/customers/{ACCOUNT_18}",
+        "status": status,
+        "subscriptionStatus": stigg_status,
+        "scheduled": scheduled,
+    }
     assert len(stigg.calls_to("ProvisionSubscription")) == 1
 
 
-def test_a_retry_after_a_lost_answer_finds_the_earlier_subscription(caller, stigg):
-    key = {"Idempotency-Key": "006D000000CkYtr-createSubscription-3"}
-    stigg.script(
-        "ActiveSubscriptions",
-        data(
-            [
-                {
-                    "subscriptionId": "sub-earlier",
-                    "status": "ACTIVE",
-                    "additionalMetaData": {TAG_FIELD: key["Idempotency-Key"]},
-                }
-            ]
-        ),
-    )
+def test_another_body_under_the_same_key_is_not_taken_for_the_earlier_subscription(
+    app, caller, stigg
+):
+    key = {"Idempotency-Key": "006D000000CkYtr-createSubscription-plans"}
+    assert caller.post(PATH, minimal(), headers=key).status_code == 200
+    # The stored answer expires; the same key now comes with another plan.
+    app.extensions["store"].idempotency.purge_expired(datetime.now(UTC) + timedelta(days=2))
 
-    response = caller.post(PATH, minimal(), headers=key)
+    other = caller.post(PATH, minimal(planId="plan-enterprise"), headers=key)
 
-    assert response.status_code == 200
-    assert response.json["stiggSubscriptionId"] == "sub-earlier"
-    assert stigg.calls_to("ProvisionSubscription") == []
+    assert other.status_code == 200
+    assert [c.input["planId"] for c in stigg.calls_to("ProvisionSubscription")] == [
+        "plan-pro",
+        "plan-enterprise",
+    ]
+    assert other.json["stiggSubscriptionId"] == stigg.subscriptions[0]["subscriptionId"]
 
 
 def test_a_lost_answer_not_yet_visible_is_a_retryable_error_not_a_second_provision(caller, stigg):
@@ -371,4 +404,4 @@ def test_a_lost_answer_not_yet_visible_is_a_retryable_error_not_a_second_provisi
     assert response.status_code == 504
     assert response.json["retryable"] is True
     assert len(stigg.calls_to("ProvisionSubscription")) == 1
-    assert stigg.operations[-1] == "ActiveSubscriptions"
+    assert stigg.operations[-1] == "CustomerSubscriptions"

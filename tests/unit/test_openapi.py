@@ -178,6 +178,7 @@ def test_request_schemas_mirror_the_parameter_tables(spec):
         "paymentCollectionMethod",
         "currency",
         "costAmount",
+        "salesforceOpportunityId",
     }
     assert "customerEmail" not in schemas["CreateCustomerWithoutEmailRequest"]["properties"]
     assert "customerEmail" in schemas["CreateCustomerWithEmailRequest"]["required"]
