@@ -9,14 +9,13 @@ from collections.abc import Mapping
 
 from flask import Flask, g, jsonify, request
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, load_settings
 from app.errors import register_error_handlers
-from app.ledger import Ledger
 from app.logs import configure_logging
 from app.openapi import build_spec
 from app.pipeline import register_actions
-from app.request_context import clear_request_id, new_request_id
-from app.stigg import StiggClient
+from app.request_context import clear_request_id, correlation_id, new_request_id
+from app.runtime import Runtime
 from app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     configure_logging(environ.get("LOG_LEVEL", "INFO"))
     try:
         settings = load_settings(environ)
+        runtime = Runtime.build(settings)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         raise
@@ -44,24 +44,19 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    # `//v1//actions/x` is a 404 in JSON, not an HTML redirect.
+    app.url_map.merge_slashes = False
+    app.extensions["runtime"] = runtime
+    # The pieces, by name, for tests and the CLI.
     app.extensions["settings"] = settings
-    app.extensions["stigg"] = StiggClient(
-        api_url=settings.stigg_api_url,
-        api_key=settings.stigg_api_key,
-        timeout_s=settings.stigg_timeout_s,
-        deadline_s=settings.stigg_deadline_s,
-        customer_url_template=settings.stigg_customer_url_template,
-    )
-
-    app.extensions["store"] = store = _open_store(settings)
-    app.extensions["ledger"] = Ledger(
-        store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s
-    )
+    app.extensions["stigg"] = runtime.stigg
+    app.extensions["store"] = runtime.store
+    app.extensions["ledger"] = runtime.ledger
 
     _register_request_id(app)
     register_error_handlers(app)
     register_actions(app, ACTIONS)
-    _register_health(app, settings, store)
+    _register_health(app, runtime.store)
     _register_openapi(app, build_spec(ACTIONS))
     return app
 
@@ -69,12 +64,15 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 def _register_request_id(app: Flask) -> None:
     @app.before_request
     def start_request():
-        g.request_id = new_request_id(request.headers.get("X-Request-Id"))
+        g.request_id = new_request_id()
+        g.correlation_id = correlation_id(request.headers.get("X-Request-Id"))
         g.started = time.monotonic()
 
     @app.after_request
     def finish_request(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if g.get("correlation_id"):
+            response.headers["X-Correlation-Id"] = g.correlation_id
         if g.get("outcome_logged"):
             # The ledger's "provisioning outcome" line already tells this request's story.
             return response
@@ -95,35 +93,19 @@ def _register_request_id(app: Flask) -> None:
 
 
 def _register_openapi(app: Flask, spec: dict) -> None:
-    @app.get("/v1/openapi.json")
+    @app.get("/v1/openapi.json", provide_automatic_options=False)
     def openapi():
         return jsonify(spec)
 
 
-def default_database_url() -> str:
-    """The embedded default: a SQLite file in the instance folder (created if missing)."""
-    instance_path = Flask(__name__).instance_path
-    os.makedirs(instance_path, exist_ok=True)
-    return f"sqlite:///{os.path.join(instance_path, 'stigg-flow-actions.db')}"
+def _register_health(app: Flask, store: Store) -> None:
+    settings = app.extensions["settings"]
 
-
-def _open_store(settings: Settings) -> Store:
-    url = settings.database_url or default_database_url()
-    try:
-        return Store.from_url(url)
-    except StoreError as exc:
-        # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
-        message = f"DATABASE_URL: {exc}"
-        log.error("configuration error: %s", message)
-        raise ConfigError(message) from exc
-
-
-def _register_health(app: Flask, settings: Settings, store: Store) -> None:
-    @app.get("/healthz")
+    @app.get("/healthz", provide_automatic_options=False)
     def healthz():
         return jsonify({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", provide_automatic_options=False)
     def readyz():
         try:
             store.check()

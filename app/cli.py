@@ -14,13 +14,13 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 from app.config import ConfigError
 
 DEV_CALLER_KEY = "dev-key-local-sandbox-only-0001"
+DEFAULT_SANDBOX_PORT = 8090
 OUTCOMES = ("in_progress", "succeeded", "rejected", "failed", "replayed")
-# A crashed request stays in_progress: it may be replayed like a failed one.
-REPLAYABLE = ("failed", "in_progress")
 LOG_COLUMNS = (
     ("id", 6),
     ("created_at", 20),
@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     replay.add_argument("entry", help="entry id or request ID")
     replay.add_argument(
-        "--force", action="store_true", help="also re-send an entry that did not fail"
+        "--force",
+        action="store_true",
+        help="also re-send an entry that succeeded, was refused or was already replayed "
+        "(still safe: its key replays or finds what it created)",
     )
     replay.set_defaults(run=cmd_replay)
 
@@ -155,7 +158,7 @@ def cmd_log(args) -> int:
     entries = store.log.list(
         outcome=args.status,
         operation=args.operation,
-        salesforce_id=args.salesforce_id,
+        salesforce_id=_normalised_salesforce_id(args.salesforce_id),
         limit=args.limit,
     )
     print("  ".join(name.upper()[:width].ljust(width) for name, width in LOG_COLUMNS))
@@ -170,59 +173,109 @@ def cmd_log(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    """Re-run a logged request through the whole pipeline, as its original caller."""
-    from app import create_app
+    """Re-run a logged request through the same path as the original, as its caller.
 
-    app = create_app()
-    store = app.extensions["store"]
-    entry = store.log.get(args.entry)
+    Safe to run twice: the replay carries the original's Idempotency-Key (or, for a request
+    sent without one, the key that stands for its request ID), so a second run replays the
+    first's answer and a creation the original made is found by its tag, not made again.
+    """
+    from actions.once import key_for_request
+    from app.request_context import new_request_id
+    from app.runtime import Runtime
+
+    try:
+        runtime = Runtime.build(_cli_settings())
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    log = runtime.store.log
+    entry = log.get(args.entry)
     if entry is None:
         print(f"no provisioning log entry {args.entry!r}", file=sys.stderr)
         return 1
-    if entry["outcome"] not in REPLAYABLE and not args.force:
-        print(
-            f"entry {entry['id']} {entry['outcome']}; only failed or crashed requests are "
-            "replayed (use --force to re-send anyway)",
-            file=sys.stderr,
-        )
+    refusal = _replay_refusal(entry, log, lock_s=runtime.settings.idempotency_lock_s)
+    if refusal and not (args.force and entry["payload"] is not None):
+        print(f"entry {entry['id']}: {refusal}", file=sys.stderr)
         return 1
-    caller = next(
-        (
-            key
-            for key in app.extensions["settings"].caller_keys
-            if key.key_id == entry["caller_key_id"]
-        ),
-        None,
+    key = entry["idempotency_key"] or key_for_request(entry["request_id"])
+    new_request_id()
+    outcome = runtime.executor.run(
+        entry["operation"],
+        caller_key_id=entry["caller_key_id"],
+        payload=entry["payload"],
+        idempotency_key=key,
+        replay_of=entry["id"],
     )
-    if caller is None:
-        print(
-            f"the caller key {entry['caller_key_id']} is no longer in ACTIONS_API_KEYS; "
-            "its idempotency scope cannot be reused",
-            file=sys.stderr,
+    replayed = " (the stored answer of an earlier run)" if outcome.replayed else ""
+    print(
+        f"replayed entry {entry['id']} ({entry['operation']}) -> HTTP {outcome.status}{replayed}"
+    )
+    print(json.dumps(outcome.body))
+    return 0 if outcome.succeeded else 1
+
+
+def _replay_refusal(entry: dict, log, *, lock_s: float) -> str | None:
+    """Why `entry` must not be replayed (without --force), or None."""
+    if entry["payload"] is None:
+        return "its body could not be read when it arrived; there is nothing to re-send"
+    if entry["outcome"] in ("succeeded", "replayed"):
+        return f"it {entry['outcome']}; nothing to replay (--force re-sends it anyway, safely)"
+    if entry["outcome"] == "rejected":
+        return (
+            f"it was refused ({entry['error_code']}); the same body gets the same answer. "
+            "Fix the request at its source (--force re-sends it anyway)"
         )
-        return 1
-    action = next(a for a in _actions() if a.operation_id == entry["operation"])
-    headers = {"Authorization": f"Bearer {caller.secret}", "X-Replay-Of": str(entry["id"])}
-    if entry["idempotency_key"]:
-        headers["Idempotency-Key"] = entry["idempotency_key"]
-    response = app.test_client().post(action.path, json=entry["payload"], headers=headers)
-    print(f"replayed entry {entry['id']} ({entry['operation']}) -> HTTP {response.status_code}")
-    print(response.get_data(as_text=True).strip())
-    return 0 if response.status_code == 200 else 1
+    latest = entry
+    while latest["replayed_by"] is not None:
+        latest = log.get(latest["replayed_by"])
+    if latest is not entry and latest["outcome"] in ("succeeded", "replayed"):
+        return f"entry {latest['id']} already replayed it successfully"
+    running = [e for e in (entry, latest) if e["outcome"] == "in_progress"]
+    for candidate in running:
+        lapses = candidate["created_at"] + timedelta(seconds=lock_s)
+        if lapses > datetime.now(UTC):
+            which = "it is" if candidate is entry else f"its replay, entry {candidate['id']}, is"
+            return (
+                f"{which} still running, or its worker died less than IDEMPOTENCY_LOCK_S ago; "
+                f"try again after {lapses:%Y-%m-%d %H:%M:%S} UTC"
+            )
+    return None
 
 
-def _actions():
-    from actions import ACTIONS
+def _normalised_salesforce_id(value: str | None) -> str | None:
+    if not value:
+        return value
+    from schemas.salesforce_id import InvalidSalesforceId, to_18
 
-    return ACTIONS
+    try:
+        return to_18(value.strip())
+    except InvalidSalesforceId:
+        return value.strip()
 
 
 def _open_store():
     # Only the database is needed to read the log, not the service's other settings.
-    from app import default_database_url
-    from app.store import Store
+    from app.runtime import open_store
 
-    return Store.from_url(os.environ.get("DATABASE_URL") or default_database_url())
+    return open_store(os.environ.get("DATABASE_URL", "").strip() or None)
+
+
+def local_sandbox_environment(environ) -> dict[str, str]:
+    """What `serve` sets when no Stigg key is configured: the local sandbox's URL. The other
+    commands (`replay`, `worker`) apply the same defaults, so they reach the same Stigg as
+    the `make run` beside them without any export by hand."""
+    if environ.get("STIGG_API_KEY") or environ.get("STIGG_API_URL"):
+        return {}
+    port = environ.get("SANDBOX_PORT", "").strip() or str(DEFAULT_SANDBOX_PORT)
+    return {"STIGG_API_URL": f"http://127.0.0.1:{port}/graphql"}
+
+
+def _cli_settings():
+    """Settings for commands that run actions without serving HTTP: no caller keys needed."""
+    from app.config import load_settings
+
+    environ = {**os.environ, **local_sandbox_environment(os.environ)}
+    return load_settings(environ, serving=False)
 
 
 def _check_configuration() -> None:

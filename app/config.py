@@ -66,7 +66,9 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
+def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settings:
+    """The settings, validated. `serving=False` (the `replay` and `worker` commands, which
+    answer no HTTP caller) does not require ACTIONS_API_KEYS."""
     stigg_api_url = _url(environ, "STIGG_API_URL", DEFAULT_STIGG_API_URL)
     stigg_api_key = environ.get("STIGG_API_KEY", "").strip()
     if not stigg_api_key:
@@ -108,7 +110,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stigg_customer_url_template=template,
         stigg_timeout_s=timeout_s,
         stigg_deadline_s=deadline_s,
-        caller_keys=_caller_keys(environ),
+        caller_keys=_caller_keys(environ) if serving or environ.get("ACTIONS_API_KEYS") else (),
         database_url=environ.get("DATABASE_URL", "").strip() or None,
         max_body_bytes=int(_positive_float(environ, "MAX_BODY_BYTES", 64 * 1024)),
         idempotency_ttl_s=int(_positive_float(environ, "IDEMPOTENCY_TTL_S", 24 * 3600)),

@@ -100,7 +100,14 @@ def register_error_handlers(app: Flask) -> None:
         code, message = _HTTP_ERROR_CODES.get(
             exception.code or 500, ("HTTP_ERROR", exception.description or "HTTP error")
         )
-        return render_action_error(ActionError(exception.code or 500, code, message))
+        headers = {}
+        valid_methods = getattr(exception, "valid_methods", None)
+        if valid_methods:
+            # RFC 9110: a 405 says what the resource does accept.
+            headers["Allow"] = ", ".join(sorted(valid_methods))
+        return render_action_error(
+            ActionError(exception.code or 500, code, message, headers=headers)
+        )
 
     @app.errorhandler(Exception)
     def render_unexpected(exception: Exception):

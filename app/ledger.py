@@ -3,8 +3,10 @@
 For each request that passes authentication: a provisioning-log row is written before any
 work (so a request that crashes mid-way stays visible as `in_progress` and can be
 replayed) and finished with its outcome. With an `Idempotency-Key`, the key is claimed
-first: a repeat of a finished request replays its answer, a repeat of a running one is
-told so, and the same key with another body is refused.
+once the body has been validated (the claim holds the loaded request's fingerprint, so
+`"comment": null` and no comment are the same request): a repeat of a finished request
+replays its answer, a repeat of a running one is told so, and the same key with another
+body is refused.
 
 Only final answers are stored under a key: a success, or a refusal that sending again
 cannot change (a 4xx with `retryable: false`). Anything else releases the key, so a retry
@@ -14,20 +16,23 @@ executes again.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from app.config import CallerKey
 from app.errors import ActionError
 from app.request_context import bind_request_fields, current_request_id
-from app.store import Claimed, InProgress, Mismatch, Replay, Store, StoreError, fingerprint
+from app.store import Claimed, InProgress, Mismatch, Replay, Store, StoreError
 from schemas.salesforce_id import InvalidSalesforceId, to_18
 
 log = logging.getLogger(__name__)
 
 # How often (per process) expired idempotency records are purged.
 PURGE_INTERVAL_S = 3600
+
+# An Opportunity ID mentioned in a free-text field ("Closed Won 006D000000CkYtr").
+_OPPORTUNITY_ID_IN_TEXT = re.compile(r"\b006[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?\b")
 
 
 def store_unavailable(error: StoreError) -> ActionError:
@@ -50,19 +55,15 @@ class Entry:
     started: float
     record_id: str | None = None
     resumed: bool = False
-    replay: Replay | None = None
     attempts: int = 0
     finished: bool = field(default=False)
 
     def succeeded(self, body: dict) -> None:
         self._complete(200, body)
-        self._finish(
-            "succeeded",
-            200,
-            stigg_customer_id=body.get("stiggCustomerId"),
-            stigg_subscription_id=body.get("stiggSubscriptionId"),
-            stigg_credit_grant_id=body.get("creditGrantId"),
-        )
+        self._finish("succeeded", 200, **_stigg_ids(body))
+
+    def replayed(self, replay: Replay) -> None:
+        self._finish("replayed", replay.status, **_stigg_ids(replay.body))
 
     def failed(self, error: ActionError) -> None:
         final = 400 <= error.status < 500 and not error.retryable
@@ -91,7 +92,7 @@ class Entry:
             )
         except StoreError as error:
             # The work is done; the answer still goes out. The key stays claimed until its
-            # lock lapses, and the retry after that resumes (credit grants look first).
+            # lock lapses, and the retry after that resumes (creations look first).
             log.error("could not store the idempotent answer: %s", error)
 
     def _release(self) -> None:
@@ -140,43 +141,52 @@ class Ledger:
         self.lock_s = lock_s
         self._last_purge = 0.0
 
-    def open(
+    def start(
         self,
         *,
         operation: str,
-        caller: CallerKey,
+        caller_key_id: str,
         idempotency_key: str | None,
-        body: dict,
+        payload: dict | None,
+        correlation_id: str | None = None,
         replay_of: int | None = None,
     ) -> Entry:
-        """Log the request and claim its key. Raises ActionError when it must not run."""
+        """Log the request before any work. Raises ActionError (503) if the log is down."""
         self._purge_now_and_then()
         started = time.monotonic()
-        request_id = current_request_id() or ""
+        account_id, opportunity_id = salesforce_ids(payload)
         request_fields = {
             "operation": operation,
-            "caller_key_id": caller.key_id,
+            "caller_key_id": caller_key_id,
             "idempotency_key": idempotency_key,
-            "salesforce_account_id": _salesforce_id(body.get("salesforceAccountId")),
-            "salesforce_opportunity_id": _salesforce_id(body.get("salesforceOpportunityId")),
+            "salesforce_account_id": account_id,
+            "salesforce_opportunity_id": opportunity_id,
         }
-        bind_request_fields(**request_fields)
+        bind_request_fields(correlation_id=correlation_id, **request_fields)
         try:
             log_id = self.store.log.start(
-                request_id=request_id, payload=body, replay_of=replay_of, **request_fields
+                request_id=current_request_id() or "",
+                payload=payload,
+                replay_of=replay_of,
+                correlation_id=correlation_id,
+                **request_fields,
             )
         except StoreError as error:
             raise store_unavailable(error) from error
-        entry = Entry(self, log_id, operation, started)
-        if idempotency_key is None:
-            return entry
+        return Entry(self, log_id, operation, started)
+
+    def claim(
+        self, entry: Entry, *, caller_key_id: str, idempotency_key: str, fingerprint: str
+    ) -> Replay | None:
+        """Claim the key for this entry's request: None to go ahead, a Replay to answer
+        with. Raises ActionError (after finishing the entry) when it must not run."""
         try:
             claim = self.store.idempotency.claim(
-                caller_key_id=caller.key_id,
-                operation=operation,
+                caller_key_id=caller_key_id,
+                operation=entry.operation,
                 key=idempotency_key,
-                fingerprint=fingerprint(body),
-                request_id=request_id,
+                fingerprint=fingerprint,
+                request_id=current_request_id() or "",
                 lock_s=self.lock_s,
                 ttl_s=self.ttl_s,
             )
@@ -188,15 +198,16 @@ class Ledger:
             entry.record_id = claim.record_id
             entry.resumed = claim.resumed
             if claim.resumed:
-                log.warning("resuming a request whose worker died", extra={"operation": operation})
-        elif isinstance(claim, Replay):
-            entry.replay = claim
-            entry._finish("replayed", claim.status)
-        else:
-            refusal = _refusal(claim)
-            entry.failed(refusal)
-            raise refusal
-        return entry
+                log.warning(
+                    "resuming a request whose worker died", extra={"operation": entry.operation}
+                )
+            return None
+        if isinstance(claim, Replay):
+            entry.replayed(claim)
+            return claim
+        refusal = _refusal(claim)
+        entry.failed(refusal)
+        raise refusal
 
     def _purge_now_and_then(self) -> None:
         now = time.monotonic()
@@ -233,10 +244,45 @@ def _refusal(claim) -> ActionError:
     )
 
 
-def _salesforce_id(value) -> str | None:
+def _stigg_ids(body) -> dict:
+    if not isinstance(body, dict):
+        return {}
+    return {
+        "stigg_customer_id": body.get("stiggCustomerId"),
+        "stigg_subscription_id": body.get("stiggSubscriptionId"),
+        "stigg_credit_grant_id": body.get("creditGrantId"),
+    }
+
+
+def salesforce_ids(payload) -> tuple[str | None, str | None]:
+    """The Account and Opportunity a request is about, for the log (best effort: the body
+    is not validated yet). A credit grant names no Account, but its Stigg customer ID is
+    the Account ID unless the admin chose another; its Opportunity may be a field or be
+    quoted in the comment."""
+    if not isinstance(payload, dict):
+        return None, None
+    account = _salesforce_id(payload.get("salesforceAccountId"), "001")
+    if account is None:
+        account = _salesforce_id(payload.get("stiggCustomerId"), "001", strict=True)
+    opportunity = _salesforce_id(payload.get("salesforceOpportunityId"), "006")
+    comment = payload.get("comment")
+    if opportunity is None and isinstance(comment, str):
+        for candidate in _OPPORTUNITY_ID_IN_TEXT.findall(comment):
+            opportunity = _salesforce_id(candidate, "006", strict=True)
+            if opportunity:
+                break
+    return account, opportunity
+
+
+def _salesforce_id(value, prefix: str, *, strict: bool = False) -> str | None:
+    """The 18-character form of a Salesforce ID; a malformed one is kept as sent (cut to
+    64 characters) unless `strict`, so the log still shows what was asked."""
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        return to_18(value.strip())
+        normalised = to_18(value.strip())
     except InvalidSalesforceId:
-        return value.strip()[:64]
+        return None if strict else value.strip()[:64]
+    if strict and not normalised.startswith(prefix):
+        return None
+    return normalised

@@ -10,14 +10,27 @@ _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # What every log line about the current request carries besides its ID.
 _request_fields: ContextVar[dict | None] = ContextVar("request_fields", default=None)
 
-# A caller-supplied X-Request-Id is echoed only when it is short and harmless.
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# A caller's X-Request-Id is kept (as a correlation ID) only when short and harmless.
+_SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
-def new_request_id(supplied: str | None = None) -> str:
-    request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+def new_request_id() -> str:
+    """Start a request: request IDs are always ours, so they are unique (the log keys on
+    them). A caller's own ID is a correlation ID (`correlation_id`)."""
+    return set_request_id(uuid.uuid4().hex)
+
+
+def set_request_id(request_id: str) -> str:
     _request_id.set(request_id)
+    _request_fields.set(None)
     return request_id
+
+
+def correlation_id(supplied: str | None) -> str | None:
+    """The caller's X-Request-Id if it is one we can safely log and echo; else None."""
+    if supplied and _SAFE_CORRELATION_ID.match(supplied.strip()):
+        return supplied.strip()
+    return None
 
 
 def current_request_id() -> str | None:

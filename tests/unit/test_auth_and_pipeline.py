@@ -130,18 +130,35 @@ def test_an_unexpected_exception_is_a_generic_500_with_details_only_in_the_log(
     assert actions.create_customer  # imported for the patch target's module
 
 
-def test_request_id_is_echoed_and_appears_in_errors(caller, stigg):
+def test_request_ids_are_ours_and_the_callers_is_a_correlation_id(app, caller, stigg):
     response = caller.post(PATH, {}, headers={"X-Request-Id": "sf-interview-42"})
 
-    assert response.headers["X-Request-Id"] == "sf-interview-42"
-    assert response.json["requestId"] == "sf-interview-42"
+    request_id = response.headers["X-Request-Id"]
+    assert len(request_id) == 32 and request_id != "sf-interview-42"
+    assert response.json["requestId"] == request_id
+    assert response.headers["X-Correlation-Id"] == "sf-interview-42"
+    entry = app.extensions["store"].log.get(request_id)
+    assert entry["correlation_id"] == "sf-interview-42"
 
 
-def test_an_unsafe_request_id_is_replaced(caller, stigg):
+def test_a_reused_caller_request_id_never_breaks_the_service(app, caller, stigg):
+    # A caller that sends the same X-Request-Id every time (a Flow constant, say).
+    statuses = [
+        caller.post(PATH, BODY, headers={"X-Request-Id": "my-req-1"}).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [200, 200, 200]
+    entries = [e for e in app.extensions["store"].log.list() if e["correlation_id"] == "my-req-1"]
+    assert len(entries) == 3
+    assert len({e["request_id"] for e in entries}) == 3
+
+
+def test_an_unsafe_correlation_id_is_dropped(caller, stigg):
     response = caller.post(PATH, BODY, headers={"X-Request-Id": "bad id; with spaces"})
 
-    assert response.headers["X-Request-Id"] != "bad id; with spaces"
     assert len(response.headers["X-Request-Id"]) == 32
+    assert "X-Correlation-Id" not in response.headers
 
 
 @pytest.mark.parametrize("key", ["has space", "x" * 256, ""])

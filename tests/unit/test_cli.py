@@ -1,13 +1,16 @@
 """The console script's log and replay commands, and openapi."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from app import create_app
-from app.cli import main
+from app.cli import _cli_settings, main
+from app.store.provisioning_log import entries
 from tests.conftest import PROMOTIONAL_GRANT, Caller
-from tests.fakes import Reply
+from tests.fakes import Lost, Reply, data, page
 
 GRANT = PROMOTIONAL_GRANT
 
@@ -20,8 +23,22 @@ def environment(config, tmp_path, monkeypatch):
     return config
 
 
-def test_log_lists_filters_and_shows_entries(environment, stigg, capsys):
-    caller = Caller(create_app().test_client())
+@pytest.fixture
+def app(environment):
+    return create_app()
+
+
+@pytest.fixture
+def log(app):
+    return app.extensions["store"].log
+
+
+@pytest.fixture
+def caller(app):
+    return Caller(app.test_client())
+
+
+def test_log_lists_filters_and_shows_entries(caller, stigg, capsys):
     stigg.script("GrantCredits", Reply(status=503, raw="down"))
     caller.post(
         "create-credit-grant",
@@ -38,7 +55,7 @@ def test_log_lists_filters_and_shows_entries(environment, stigg, capsys):
     )
     assert "succeeded" not in listing
 
-    assert main(["log", "req-failed"]) == 0
+    assert main(["log", "req-failed"]) == 0  # a correlation ID finds its entry too
     shown = json.loads(capsys.readouterr().out)
     assert shown["outcome"] == "failed"
     assert shown["http_status"] == 503
@@ -47,34 +64,112 @@ def test_log_lists_filters_and_shows_entries(environment, stigg, capsys):
     assert main(["log", "no-such-entry"]) == 1
 
 
-def test_replay_resends_a_failed_request_with_its_key(environment, stigg, capsys):
-    app = create_app()
-    caller = Caller(app.test_client())
+def test_log_finds_entries_by_a_15_character_salesforce_id(caller, stigg, capsys):
+    caller.post(
+        "create-customer-without-email",
+        {"salesforceAccountId": "001D000000IqhSL", "customerName": "Acme"},
+    )
+    capsys.readouterr()
+
+    assert main(["log", "--salesforce-id", "001D000000IqhSL"]) == 0
+
+    assert "createCustomerWithoutEmail" in capsys.readouterr().out
+
+
+def test_replay_resends_a_failed_request_with_its_key(app, caller, log, stigg, capsys):
     stigg.script("GrantCredits", Reply(status=503, raw="down"))
     caller.post(
         "create-credit-grant",
         GRANT,
         headers={"Idempotency-Key": "grant-k2", "X-Request-Id": "req-2"},
     )
-    failed_id = app.extensions["store"].log.get("req-2")["id"]
+    failed_id = log.get("req-2")["id"]
 
     assert main(["replay", "req-2"]) == 0
 
     assert "HTTP 200" in capsys.readouterr().out
-    replays = [e for e in app.extensions["store"].log.list() if e["replay_of"] == failed_id]
+    replays = [e for e in log.list() if e["replay_of"] == failed_id]
     assert [(e["outcome"], e["idempotency_key"]) for e in replays] == [("succeeded", "grant-k2")]
+    assert log.get(failed_id)["replayed_by"] == replays[0]["id"]
+    assert replays[0]["stigg_credit_grant_id"] == stigg.grants[0]["grantId"]
     grant_calls = stigg.calls_to("GrantCredits")
     assert len(grant_calls) == 2
     assert grant_calls[1].input == grant_calls[0].input  # same body, same tag
 
 
-def test_replay_refuses_a_request_that_succeeded(environment, stigg, capsys):
-    app = create_app()
-    Caller(app.test_client()).post("create-credit-grant", GRANT, headers={"X-Request-Id": "req-3"})
+def test_replaying_a_keyless_grant_twice_never_grants_twice(caller, log, stigg, capsys):
+    # Stigg granted, the answer was lost and the grant was not listed yet: a 503.
+    stigg.script("GrantCredits", Lost(Reply(status=503, raw="down")))
+    stigg.script("CreditGrants", data(page([], {})))
+    failed = caller.post("create-credit-grant", GRANT)
+    assert failed.status_code == 503
+    entry_id = log.get(failed.headers["X-Request-Id"])["id"]
 
-    assert main(["replay", "req-3"]) == 1
-    assert "only failed or crashed" in capsys.readouterr().err
+    assert main(["replay", str(entry_id)]) == 0  # finds the grant by the original's tag
+    assert main(["replay", str(entry_id)]) == 1  # already replayed successfully
+    assert "already replayed it" in capsys.readouterr().err
+    assert main(["replay", "--force", str(entry_id)]) == 0  # the stored answer, again
+
     assert len(stigg.calls_to("GrantCredits")) == 1
+    assert len(stigg.grants) == 1
+    replays = [e for e in log.list() if e["replay_of"] == entry_id]
+    assert {e["stigg_credit_grant_id"] for e in replays} == {stigg.grants[0]["grantId"]}
+    assert {e["idempotency_key"] for e in replays} == {
+        f"request:{failed.headers['X-Request-Id']}"
+    }
+
+
+def test_replay_refuses_what_succeeded_or_was_refused_unless_forced(caller, log, stigg, capsys):
+    ok = caller.post("create-credit-grant", GRANT)
+    bad = caller.post("create-credit-grant", {**GRANT, "amount": -1})
+
+    assert main(["replay", ok.headers["X-Request-Id"]]) == 1
+    assert "it succeeded" in capsys.readouterr().err
+    assert main(["replay", bad.headers["X-Request-Id"]]) == 1
+    assert "refused (VALIDATION_FAILED)" in capsys.readouterr().err
+    assert len(stigg.calls_to("GrantCredits")) == 1
+
+    # Forced, the success is found again by its tag, not granted again.
+    assert main(["replay", "--force", ok.headers["X-Request-Id"]]) == 0
+    assert len(stigg.calls_to("GrantCredits")) == 1
+
+
+def test_replay_refuses_a_running_entry_until_its_lock_lapses(app, log, stigg, capsys):
+    entry_id = log.start(
+        request_id="crashed-1",
+        operation="createCreditGrant",
+        caller_key_id="key_c91ad98942",
+        idempotency_key="grant-crashed",
+        payload=GRANT,
+    )
+
+    assert main(["replay", "crashed-1"]) == 1
+    assert "still running" in capsys.readouterr().err
+    assert stigg.calls == []
+
+    lock_s = app.extensions["settings"].idempotency_lock_s
+    with app.extensions["store"].engine.begin() as connection:
+        connection.execute(
+            update(entries)
+            .where(entries.c.id == entry_id)
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=lock_s + 1))
+        )
+    assert main(["replay", "crashed-1"]) == 0
+    assert len(stigg.calls_to("GrantCredits")) == 1
+
+
+def test_replay_and_log_work_beside_make_run_without_exports(tmp_path, monkeypatch, capsys):
+    for name in ("STIGG_API_KEY", "STIGG_API_URL", "ACTIONS_API_KEYS", "SANDBOX_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'beside.db'}")
+
+    assert main(["replay", "4"]) == 1
+    assert main(["log"]) == 0
+    assert "no provisioning log entry '4'" in capsys.readouterr().err
+    # The same Stigg `make run` talks to: the local sandbox on its default port.
+    assert _cli_settings().stigg_api_url == "http://127.0.0.1:8090/graphql"
+    monkeypatch.setenv("SANDBOX_PORT", "9123")
+    assert _cli_settings().stigg_api_url == "http://127.0.0.1:9123/graphql"
 
 
 def test_openapi_prints_the_document(capsys):

@@ -187,7 +187,45 @@ def test_every_accepted_request_is_logged_with_its_outcome(caller, stigg, log):
     assert entry["stigg_subscription_id"].startswith("subscription-plan-pro-")
     assert entry["attempts"] == 3
     assert entry["payload"]["planId"] == "plan-pro"
-    assert log.list(salesforce_id="006D000000CkYtrIAF")[0]["request_id"] == "req-sub-1"
+    assert log.list(salesforce_id="006D000000CkYtrIAF")[0]["correlation_id"] == "req-sub-1"
+
+
+def test_requests_refused_before_their_body_is_read_are_logged_too(caller, stigg, log):
+    caller.post_raw(GRANT_PATH, '{"amount": ', content_type="application/json")
+    caller.post_raw(GRANT_PATH, "amount=1", content_type="application/x-www-form-urlencoded")
+
+    refused = log.list(outcome="rejected")[:2]
+    assert [(e["http_status"], e["error_code"], e["payload"]) for e in refused] == [
+        (415, "UNSUPPORTED_MEDIA_TYPE", None),
+        (400, "MALFORMED_JSON", None),
+    ]
+
+
+def test_credit_grant_rows_carry_the_salesforce_ids_they_name(caller, stigg, log):
+    caller.post(
+        GRANT_PATH,
+        {**GRANT, "stiggCustomerId": "001D000000IqhSL", "comment": "Closed Won 006D000000CkYtr"},
+        headers={"X-Request-Id": "grant-ids-1"},
+    )
+    caller.post(
+        GRANT_PATH,
+        {**GRANT, "salesforceOpportunityId": "006D000000CkYtr"},
+        headers={"X-Request-Id": "grant-ids-2"},
+    )
+
+    first, second = log.get("grant-ids-1"), log.get("grant-ids-2")
+    assert (first["salesforce_account_id"], first["salesforce_opportunity_id"]) == (
+        ACCOUNT_18,
+        "006D000000CkYtrIAF",
+    )
+    # "acme" is not an Account ID: only the Opportunity is known.
+    assert (second["salesforce_account_id"], second["salesforce_opportunity_id"]) == (
+        None,
+        "006D000000CkYtrIAF",
+    )
+    assert stigg.calls_to("GrantCredits")[-1].input["additionalMetaData"][
+        "salesforceOpportunityId"
+    ] == "006D000000CkYtrIAF"
 
 
 def test_unauthenticated_requests_are_not_logged(caller, stigg, log):

@@ -1,0 +1,69 @@
+"""What a process needs to run actions, built once, without Flask: the Stigg client, the
+store, the ledger and the executor. The web app, the batch worker and the `replay`
+command all build one of these from the same settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import ConfigError, Settings
+from app.execution import Executor
+from app.ledger import Ledger
+from app.stigg import StiggClient
+from app.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+def instance_dir() -> Path:
+    """Flask's instance folder for the `app` package (instance/ in a checkout), whichever
+    directory a command runs in, so `serve`, `worker`, `log` and `replay` share one file."""
+    from flask.sansio.scaffold import find_package
+
+    prefix, package_path = find_package("app")
+    if prefix is None:
+        return Path(package_path) / "instance"
+    return Path(prefix) / "var" / "app-instance"
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the instance folder (created if missing)."""
+    folder = instance_dir()
+    os.makedirs(folder, exist_ok=True)
+    return f"sqlite:///{folder / 'stigg-flow-actions.db'}"
+
+
+def open_store(database_url: str | None) -> Store:
+    try:
+        return Store.from_url(database_url or default_database_url())
+    except StoreError as exc:
+        # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
+        raise ConfigError(f"DATABASE_URL: {exc}") from exc
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    stigg: StiggClient
+    store: Store
+    ledger: Ledger
+    executor: Executor
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        """Raises ConfigError (one line naming the setting) when something cannot be used."""
+        from actions import ACTIONS
+
+        stigg = StiggClient(
+            api_url=settings.stigg_api_url,
+            api_key=settings.stigg_api_key,
+            timeout_s=settings.stigg_timeout_s,
+            deadline_s=settings.stigg_deadline_s,
+            customer_url_template=settings.stigg_customer_url_template,
+        )
+        store = open_store(settings.database_url)
+        ledger = Ledger(store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s)
+        executor = Executor(actions=ACTIONS, ledger=ledger, stigg=stigg)
+        return cls(settings, stigg, store, ledger, executor)
