@@ -26,6 +26,7 @@ ACTIONS = [
         request_schema=CreateCustomerWithEmailRequest,
         response_schema=CustomerResult,
         handler=create_customer.run,
+        stigg_mutations=("provisionCustomer",),
         example={
             "salesforceAccountId": "001D000000IqhSLIAZ",
             "customerName": "Acme Corp",
@@ -43,6 +44,7 @@ ACTIONS = [
         request_schema=CreateCustomerWithoutEmailRequest,
         response_schema=CustomerResult,
         handler=create_customer.run,
+        stigg_mutations=("provisionCustomer",),
         example={"salesforceAccountId": "001D000000IqhSM", "customerName": "Globex"},
     ),
     Action(
@@ -57,6 +59,7 @@ ACTIONS = [
         request_schema=CreateSubscriptionRequest,
         response_schema=SubscriptionResult,
         handler=create_subscription.run,
+        stigg_mutations=("provisionSubscriptionV2",),
         example={
             "salesforceAccountId": "001D000000IqhSLIAZ",
             "salesforceOpportunityId": "006D000000CkYtrIAF",
@@ -80,6 +83,7 @@ ACTIONS = [
         request_schema=CreateCreditGrantRequest,
         response_schema=CreditGrantResult,
         handler=create_credit_grant.run,
+        stigg_mutations=("createCreditGrant",),
         example={
             "stiggCustomerId": "001D000000IqhSLIAZ",
             "grantType": "PROMOTIONAL",

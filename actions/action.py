@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from marshmallow import Schema
 
 
+def customer_of(request: dict) -> str | None:
+    """The Stigg customer ID of a loaded request: given, or defaulted to the Account ID."""
+    return request.get("stiggCustomerId") or request.get("salesforceAccountId")
+
+
+
 @dataclass(frozen=True)
 class Action:
     operation_id: str
@@ -23,3 +29,9 @@ class Action:
     # A realistic request body (against the local sandbox's catalog), for the README, the
     # curl lines `make run` prints and the docs.
     example: dict
+    # The Stigg mutations (root fields) one request makes at most, each once: what a queue
+    # of these costs against Stigg's rate limits (the batch API's retryAfterSeconds).
+    stigg_mutations: tuple[str, ...] = ()
+    # The Stigg customer a loaded request touches, or None: a batch runs the items of one
+    # customer one at a time, in submission order.
+    entity: Callable[[dict], str | None] = customer_of

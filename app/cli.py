@@ -65,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     sfdx.add_argument("--check", action="store_true", help="only list stale files (exit 1)")
     sfdx.set_defaults(run=cmd_sfdx)
 
+    worker = commands.add_parser(
+        "worker",
+        help="run batch items (scale-out: as many as wanted, on machines sharing PostgreSQL)",
+    )
+    worker.add_argument("--threads", type=int, default=None, help="default BATCH_WORKER_THREADS")
+    worker.set_defaults(run=cmd_worker)
+
     log = commands.add_parser("log", help="list the provisioning log, or show one entry")
     log.add_argument("entry", nargs="?", help="entry id or request ID to show in full")
     log.add_argument("--status", choices=OUTCOMES, help="only entries with this outcome")
@@ -144,6 +151,22 @@ def cmd_demo(args) -> int:
 
     key = args.key or (os.environ.get("ACTIONS_API_KEYS") or DEV_CALLER_KEY).split(",")[0].strip()
     return play(base_url=args.url.rstrip("/"), caller_key=key)
+
+
+def cmd_worker(args) -> int:
+    """Run batch items until SIGTERM or Ctrl-C; what is in hand finishes first."""
+    from app.batch.worker import BatchWorker, wait_until_stopped
+    from app.logs import configure_logging
+    from app.runtime import Runtime
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        runtime = Runtime.build(_cli_settings())
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    wait_until_stopped(BatchWorker(runtime, threads=args.threads))
+    return 0
 
 
 def cmd_log(args) -> int:

@@ -35,6 +35,19 @@ class CallerKey:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    max_items: int
+    max_body_bytes: int
+    max_wait_s: float
+    # "embedded": every web process runs worker threads (the SQLite default);
+    # "external": only `stigg-flow-actions worker` processes run items (PostgreSQL default).
+    worker: str
+    worker_threads: int
+    lease_s: float
+    item_max_attempts: int
+
+
+@dataclass(frozen=True)
 class Settings:
     stigg_api_url: str
     stigg_api_key: str = field(repr=False)
@@ -46,6 +59,7 @@ class Settings:
     max_body_bytes: int
     idempotency_ttl_s: int
     idempotency_lock_s: float
+    batch: BatchSettings
 
     @property
     def uses_local_stigg(self) -> bool:
@@ -115,7 +129,44 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
         max_body_bytes=int(_positive_float(environ, "MAX_BODY_BYTES", 64 * 1024)),
         idempotency_ttl_s=int(_positive_float(environ, "IDEMPOTENCY_TTL_S", 24 * 3600)),
         idempotency_lock_s=lock_s,
+        batch=_batch_settings(environ),
     )
+
+
+def _batch_settings(environ: Mapping[str, str]) -> BatchSettings:
+    max_wait_s = _positive_float(environ, "BATCH_MAX_WAIT_S", 100.0)
+    if max_wait_s >= SALESFORCE_CALLOUT_LIMIT_S:
+        raise ConfigError(
+            f"BATCH_MAX_WAIT_S must stay below Salesforce's {SALESFORCE_CALLOUT_LIMIT_S} s "
+            f"callout limit (got {max_wait_s:g})"
+        )
+    database_url = environ.get("DATABASE_URL", "").strip()
+    default_worker = "external" if database_url.startswith("postgres") else "embedded"
+    worker = environ.get("BATCH_WORKER", "").strip().lower() or default_worker
+    if worker not in ("embedded", "external"):
+        raise ConfigError(f"BATCH_WORKER must be embedded or external (got {worker!r})")
+    return BatchSettings(
+        max_items=_whole_number(environ, "BATCH_MAX_ITEMS", 200, maximum=1000),
+        max_body_bytes=_whole_number(environ, "BATCH_MAX_BODY_BYTES", 4 * 1024 * 1024),
+        max_wait_s=max_wait_s,
+        worker=worker,
+        worker_threads=_whole_number(environ, "BATCH_WORKER_THREADS", 8, maximum=256),
+        lease_s=_positive_float(environ, "BATCH_LEASE_S", 60.0),
+        item_max_attempts=_whole_number(environ, "BATCH_ITEM_MAX_ATTEMPTS", 10, maximum=100),
+    )
+
+
+def _whole_number(
+    environ: Mapping[str, str], name: str, default: int, *, maximum: int | None = None
+) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1 (got {raw!r})")
+    if maximum is not None and int(raw) > maximum:
+        raise ConfigError(f"{name} must be at most {maximum} (got {raw!r})")
+    return int(raw)
 
 
 def _caller_keys(environ: Mapping[str, str]) -> tuple[CallerKey, ...]:

@@ -76,6 +76,7 @@ class Executor:
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
         replay_of: int | None = None,
+        batch_item_id: int | None = None,
         session_options: dict | None = None,
     ) -> Outcome:
         """Run `operation` for this caller. Never raises for a failure of the request
@@ -91,6 +92,7 @@ class Executor:
                 payload=payload,
                 correlation_id=correlation_id,
                 replay_of=replay_of,
+                batch_item_id=batch_item_id,
             )
         except ActionError as error:
             return Outcome.of_error(error)

@@ -58,9 +58,9 @@ class Entry:
     attempts: int = 0
     finished: bool = field(default=False)
 
-    def succeeded(self, body: dict) -> None:
-        self._complete(200, body)
-        self._finish("succeeded", 200, **_stigg_ids(body))
+    def succeeded(self, body: dict, *, status: int = 200) -> None:
+        self._complete(status, body)
+        self._finish("succeeded", status, **_stigg_ids(body))
 
     def replayed(self, replay: Replay) -> None:
         self._finish("replayed", replay.status, **_stigg_ids(replay.body))
@@ -150,6 +150,7 @@ class Ledger:
         payload: dict | None,
         correlation_id: str | None = None,
         replay_of: int | None = None,
+        batch_item_id: int | None = None,
     ) -> Entry:
         """Log the request before any work. Raises ActionError (503) if the log is down."""
         self._purge_now_and_then()
@@ -169,6 +170,7 @@ class Ledger:
                 payload=payload,
                 replay_of=replay_of,
                 correlation_id=correlation_id,
+                batch_item_id=batch_item_id,
                 **request_fields,
             )
         except StoreError as error:

@@ -14,7 +14,7 @@ import copy
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from actions import Action
+from actions.action import Action
 from schemas.error import Error
 
 OPENAPI_VERSION = "3.0.3"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -51,3 +53,15 @@ def current_request_fields() -> dict:
 def clear_request_id() -> None:
     _request_id.set(None)
     _request_fields.set(None)
+
+
+@contextmanager
+def request_of_its_own() -> Iterator[str]:
+    """Run a nested unit of work (a batch item) under a request ID of its own, then go back
+    to the enclosing request's ID and fields."""
+    saved_id, saved_fields = _request_id.get(), _request_fields.get()
+    try:
+        yield new_request_id()
+    finally:
+        _request_id.set(saved_id)
+        _request_fields.set(saved_fields)

@@ -17,6 +17,9 @@ from app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
+# Stigg's published limit for each mutation (per minute), until the rate limiter says more.
+PUBLISHED_MUTATIONS_PER_MINUTE = 250
+
 def instance_dir() -> Path:
     """Flask's instance folder for the `app` package (instance/ in a checkout), whichever
     directory a command runs in, so `serve`, `worker`, `log` and `replay` share one file."""
@@ -50,6 +53,8 @@ class Runtime:
     store: Store
     ledger: Ledger
     executor: Executor
+    # Given to the Stigg session of every batch item (how long it may wait for budget).
+    batch_session_options: dict | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -67,3 +72,7 @@ class Runtime:
         ledger = Ledger(store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s)
         executor = Executor(actions=ACTIONS, ledger=ledger, stigg=stigg)
         return cls(settings, stigg, store, ledger, executor)
+
+    def rate_budget_seconds(self, root_field: str, count: int) -> float:
+        """How long `count` more calls of a Stigg mutation take within the rate budget."""
+        return count / PUBLISHED_MUTATIONS_PER_MINUTE * 60

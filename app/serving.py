@@ -36,8 +36,33 @@ def gunicorn_options(*, bind: str, workers: int | None = None, threads: int | No
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "post_worker_init": freeze_startup_objects,
+        "post_worker_init": on_worker_ready,
+        "worker_exit": on_worker_exit,
     }
+
+
+def on_worker_ready(worker) -> None:
+    freeze_startup_objects()
+    start_embedded_batch_worker(getattr(worker, "wsgi", None))
+
+
+def on_worker_exit(server, worker) -> None:
+    batch_worker = _batch_worker(getattr(worker, "wsgi", None))
+    if batch_worker is not None:
+        batch_worker.stop()
+        batch_worker.join(timeout_s=10)
+
+
+def start_embedded_batch_worker(flask_app) -> None:
+    """The embedded default (BATCH_WORKER=embedded): batch items run in the web processes."""
+    batch_worker = _batch_worker(flask_app)
+    if batch_worker is not None and batch_worker.runtime.settings.batch.worker == "embedded":
+        batch_worker.start()
+
+
+def _batch_worker(flask_app):
+    extensions = getattr(flask_app, "extensions", None) or {}
+    return extensions.get("batch_worker")
 
 
 def freeze_startup_objects(worker=None) -> None:

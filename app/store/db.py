@@ -22,6 +22,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from app.store.batches import BatchStore
 from app.store.errors import StoreError, describe, first_line
 from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
@@ -201,6 +202,7 @@ class Store:
         self.engine = engine
         self.idempotency = IdempotencyStore(engine, clock=clock)
         self.log = ProvisioningLog(engine, clock=clock)
+        self.batches = BatchStore(engine, clock=clock)
 
     @classmethod
     def from_url(

@@ -1,4 +1,4 @@
-"""Tables for idempotency records and the provisioning log.
+"""Tables for idempotency records, the provisioning log and batches.
 
 The schema is created by the Alembic revisions in ``migrations/``, never by
 ``metadata.create_all``; these classes describe it for queries (and for the test that
@@ -104,6 +104,7 @@ class ProvisioningLogEntry(Base):
         Index("ix_provisioning_log_salesforce_account_id", "salesforce_account_id"),
         Index("ix_provisioning_log_salesforce_opportunity_id", "salesforce_opportunity_id"),
         Index("ix_provisioning_log_correlation_id", "correlation_id"),
+        Index("ix_provisioning_log_batch_item_id", "batch_item_id"),
         CheckConstraint(
             "outcome IN ('in_progress', 'succeeded', 'rejected', 'failed', 'replayed')",
             name="ck_provisioning_log_outcome",
@@ -138,5 +139,65 @@ class ProvisioningLogEntry(Base):
     replayed_by: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("provisioning_log.id", name="fk_provisioning_log_replayed_by")
     )
+    # The batch item this request ran for (None for a single call).
+    batch_item_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+BATCH_ITEM_STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+class Batch(Base):
+    """Up to BATCH_MAX_ITEMS single actions submitted together by one caller."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    caller_key_id: Mapped[str] = mapped_column(String(64))
+    item_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BatchItem(Base):
+    """One item of a batch: the single action it stands for, and where it is.
+
+    The table is the queue: workers claim QUEUED items (and RUNNING ones whose lease
+    lapsed) in `id` order, never an item while an earlier unfinished item of the same
+    `entity_key` (the Stigg customer) exists, so one customer's items run one at a time in
+    submission order.
+    """
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "item_index", name="uq_batch_items_position"),
+        Index("ix_batch_items_status_id", "status", "id"),
+        Index("ix_batch_items_entity_key_id", "entity_key", "id"),
+        CheckConstraint(
+            "status IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED')",
+            name="ck_batch_items_status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("batches.id", name="fk_batch_items_batch_id")
+    )
+    item_index: Mapped[int] = mapped_column(Integer)
+    operation: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[Any | None] = mapped_column(JSON)
+    entity_key: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[Any | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

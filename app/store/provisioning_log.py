@@ -96,6 +96,7 @@ class ProvisioningLog:
         payload: Any = None,
         replay_of: int | None = None,
         correlation_id: str | None = None,
+        batch_item_id: int | None = None,
     ) -> int:
         """Record an accepted request before any work; returns the entry id.
 
@@ -115,6 +116,7 @@ class ProvisioningLog:
                     "salesforce_opportunity_id": salesforce_opportunity_id,
                     "payload": redact(payload),
                     "replay_of": replay_of,
+                    "batch_item_id": batch_item_id,
                     "outcome": "in_progress",
                     "attempts": 0,
                     "created_at": self._clock(),
