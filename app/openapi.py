@@ -15,6 +15,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from actions.action import Action
+from schemas.batch import BatchDocument, BatchRequest
 from schemas.error import Error
 
 OPENAPI_VERSION = "3.0.3"
@@ -33,7 +34,9 @@ IDEMPOTENCY_KEY_PARAMETER = {
 }
 
 
-def build_spec(actions: list[Action]) -> dict:
+def build_spec(actions: list[Action], *, batches: bool = True) -> dict:
+    """The document served at /v1/openapi.json; `batches=False` gives the one registered as
+    the External Service (see _batch_paths for why batches are left out there)."""
     spec = APISpec(
         title=API_TITLE,
         version=API_VERSION,
@@ -50,6 +53,8 @@ def build_spec(actions: list[Action]) -> dict:
     spec.components.schema("Error", schema=Error)
     for action in actions:
         spec.path(path=action.path, operations={"post": _operation(action)})
+    if batches:
+        _batch_paths(spec)
     document = spec.to_dict()
     document["security"] = [{"bearerAuth": []}]
     return _strip_unsupported(document)
@@ -75,6 +80,78 @@ def _operation(action: Action) -> dict:
             "5XX": {"description": "Stigg or the service failed; see retryable.", **error},
         },
     }
+
+
+PREFER_PARAMETER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": (
+        "RFC 7240 `wait=N`: hold the answer until every item finished or N seconds passed "
+        "(capped at BATCH_MAX_WAIT_S, 100 by default, below Salesforce's 120 s callout "
+        "limit). 200 when the batch completed, else 202."
+    ),
+    "schema": {"type": "string", "example": "wait=60"},
+}
+
+
+def _batch_paths(spec: APISpec) -> None:
+    """The batch endpoints. Not part of the External Service registration: an item's `body`
+    and `result` are each some action's body, i.e. objects whose properties depend on
+    `operation`, which External Services cannot map (it needs every property named). The
+    bulk Apex action calls them with HttpRequest instead."""
+    spec.components.schema("BatchRequest", schema=BatchRequest)
+    spec.components.schema("BatchDocument", schema=BatchDocument)
+    error = {"content": {"application/json": {"schema": "Error"}}}
+    batch = {"content": {"application/json": {"schema": "BatchDocument"}}}
+    spec.path(
+        path="/v1/batches",
+        operations={
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Submit a batch of actions",
+                "description": (
+                    "Up to BATCH_MAX_ITEMS (200) single actions in one callout. Each item is "
+                    "its single action sent with the item's idempotencyKey: the same "
+                    "validation, errors, idempotency and provisioning log. Items of one "
+                    "Stigg customer run in order; everything runs within Stigg's rate limits."
+                ),
+                "parameters": [IDEMPOTENCY_KEY_PARAMETER, PREFER_PARAMETER],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": "BatchRequest"}},
+                },
+                "responses": {
+                    "200": {"description": "Every item finished within the wait.", **batch},
+                    "202": {"description": "Accepted; poll the Location.", **batch},
+                    "4XX": {"description": "The batch as a whole was refused.", **error},
+                    "5XX": {"description": "The service failed; see retryable.", **error},
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/v1/batches/{batchId}",
+        operations={
+            "get": {
+                "operationId": "getBatch",
+                "summary": "Where a batch stands",
+                "parameters": [
+                    {
+                        "name": "batchId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The batch and its items.", **batch},
+                    "4XX": {"description": "No such batch for this API key.", **error},
+                    "5XX": {"description": "The service failed; see retryable.", **error},
+                },
+            }
+        },
+    )
 
 
 def _schema_name(schema) -> str:

@@ -116,7 +116,7 @@ def generated_spec() -> dict:
     from actions import ACTIONS
     from app.openapi import build_spec
 
-    return build_spec(ACTIONS)
+    return build_spec(ACTIONS, batches=False)
 
 
 def _changed(repo_root: Path, spec: dict | None) -> dict[Path, str]:
