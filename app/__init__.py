@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from typing import NoReturn
 
 from flask import Flask, g, jsonify, request
 
@@ -34,12 +35,11 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     from actions import ACTIONS
 
     environ = {**os.environ, **(test_config or {})}
-    configure_logging(environ.get("LOG_LEVEL", "INFO"))
     try:
         settings = load_settings(environ)
     except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        raise
+        _refuse(exc)
+    configure_logging(settings.log_level)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -53,7 +53,11 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         customer_url_template=settings.stigg_customer_url_template,
     )
 
-    app.extensions["store"] = store = _open_store(settings)
+    try:
+        store = open_store(settings)
+    except ConfigError as exc:
+        _refuse(exc)
+    app.extensions["store"] = store
     app.extensions["ledger"] = Ledger(
         store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s
     )
@@ -107,15 +111,21 @@ def default_database_url() -> str:
     return f"sqlite:///{os.path.join(instance_path, 'stigg-flow-actions.db')}"
 
 
-def _open_store(settings: Settings) -> Store:
+def open_store(settings: Settings) -> Store:
+    """The store at DATABASE_URL, migrated; a database that cannot be used is a ConfigError."""
     url = settings.database_url or default_database_url()
     try:
         return Store.from_url(url)
     except StoreError as exc:
         # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
-        message = f"DATABASE_URL: {exc}"
-        log.error("configuration error: %s", message)
-        raise ConfigError(message) from exc
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
+
+
+def _refuse(exc: ConfigError) -> NoReturn:
+    """One log line naming the setting, then the error goes to whoever called create_app."""
+    configure_logging()
+    log.error("configuration error: %s", exc)
+    raise exc
 
 
 def _register_health(app: Flask, settings: Settings, store: Store) -> None:
