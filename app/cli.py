@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from app.config import ConfigError
+from app.config import ConfigError, load_serving_settings, port_setting
 
 DEV_CALLER_KEY = "dev-key-local-sandbox-only-0001"
 DEFAULT_SANDBOX_PORT = 8090
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="run the service (and the sandbox without a Stigg key)"
     )
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8080")
     serve.add_argument(
-        "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8090"))
+        "--sandbox-port", type=int, default=None, help="default: $SANDBOX_PORT, else 8090"
     )
     serve.add_argument("--workers", type=int, default=None)
     serve.set_defaults(run=cmd_serve)
@@ -97,21 +97,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args) -> int:
-    from app.serving import ServiceApplication, gunicorn_options
-
     use_sandbox = not os.environ.get("STIGG_API_KEY") and not os.environ.get("STIGG_API_URL")
     sandbox_process = None
     try:
+        port = args.port or port_setting(os.environ, "PORT", 8080)
+        sandbox_port = args.sandbox_port or port_setting(os.environ, "SANDBOX_PORT", 8090)
         if use_sandbox:
-            sandbox_process = _start_sandbox(args.sandbox_port)
-            os.environ["STIGG_API_URL"] = f"http://127.0.0.1:{args.sandbox_port}/graphql"
+            os.environ["STIGG_API_URL"] = f"http://127.0.0.1:{sandbox_port}/graphql"
             if not os.environ.get("ACTIONS_API_KEYS"):
                 os.environ["ACTIONS_API_KEYS"] = DEV_CALLER_KEY
-        _check_configuration()
-        base_url = f"http://{args.host}:{args.port}"
+        # Before gunicorn is imported: it parses WEB_CONCURRENCY itself, with a traceback.
+        load_serving_settings(os.environ)
+        from app.serving import ServiceApplication, check_configuration, gunicorn_options
+
+        # Everything that can refuse start-up, before the sandbox or the banner prints a line.
+        check_configuration(os.environ, addresses=[(args.host, port)])
+        if use_sandbox:
+            sandbox_process = _start_sandbox(sandbox_port)
+        base_url = f"http://{args.host}:{port}"
         _print_banner(base_url, use_sandbox)
         ServiceApplication(
-            gunicorn_options(bind=f"{args.host}:{args.port}", workers=args.workers)
+            gunicorn_options(bind=f"{args.host}:{port}", workers=args.workers)
         ).run()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -299,12 +305,6 @@ def _cli_settings():
 
     environ = {**os.environ, **local_sandbox_environment(os.environ)}
     return load_settings(environ, serving=False)
-
-
-def _check_configuration() -> None:
-    from app.config import load_settings
-
-    load_settings(os.environ)
 
 
 def _start_sandbox(port: int) -> subprocess.Popen:

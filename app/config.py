@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_STIGG_API_URL = "https://api.stigg.io/graphql"
 DEFAULT_CUSTOMER_URL_TEMPLATE = "https://app.stigg.io/customers/{customerId}"
@@ -20,6 +26,18 @@ SANDBOX_STIGG_API_KEY = "sandbox"
 SALESFORCE_CALLOUT_LIMIT_S = 120
 MIN_CALLER_KEY_LENGTH = 16
 _PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "test", "example"}
+# What an HTTP header can carry unchanged: a key with anything else can never match.
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+MIN_BODY_BYTES = 1024
+MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+MAX_IDEMPOTENCY_TTL_S = 366 * 24 * 3600
+MAX_IDEMPOTENCY_LOCK_S = 24 * 3600
+DEFAULT_THREADS = 32
+DEFAULT_REQUEST_READ_TIMEOUT_S = 5.0
+MAX_REQUEST_READ_TIMEOUT_S = 60.0
 
 
 class ConfigError(Exception):
@@ -60,6 +78,7 @@ class Settings:
     idempotency_ttl_s: int
     idempotency_lock_s: float
     batch: BatchSettings
+    log_level: str = "INFO"
 
     @property
     def uses_local_stigg(self) -> bool:
@@ -92,14 +111,16 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
                 "environment to provision into (or point STIGG_API_URL at the local sandbox)"
             )
         stigg_api_key = SANDBOX_STIGG_API_KEY
+    if not _PRINTABLE_ASCII.fullmatch(stigg_api_key):
+        raise ConfigError("STIGG_API_KEY has a space or a character outside printable ASCII")
 
     template = environ.get("STIGG_CUSTOMER_URL_TEMPLATE", DEFAULT_CUSTOMER_URL_TEMPLATE).strip()
     if "{customerId}" not in template:
         raise ConfigError("STIGG_CUSTOMER_URL_TEMPLATE must contain the placeholder {customerId}")
     _url_value("STIGG_CUSTOMER_URL_TEMPLATE", template.replace("{customerId}", "x"))
 
-    timeout_s = _positive_float(environ, "STIGG_TIMEOUT_S", 10.0)
-    deadline_s = _positive_float(environ, "STIGG_DEADLINE_S", 25.0)
+    timeout_s = _seconds(environ, "STIGG_TIMEOUT_S", 10.0)
+    deadline_s = _seconds(environ, "STIGG_DEADLINE_S", 25.0)
     if deadline_s < timeout_s:
         raise ConfigError(
             f"STIGG_DEADLINE_S ({deadline_s:g}) must be at least STIGG_TIMEOUT_S ({timeout_s:g})"
@@ -112,7 +133,9 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
 
     # A claimed key is taken over only when its request must be dead: longer than any
     # request can run (all Stigg calls fit in the deadline; the margin covers the database).
-    lock_s = _positive_float(environ, "IDEMPOTENCY_LOCK_S", deadline_s + 35)
+    lock_s = _seconds(
+        environ, "IDEMPOTENCY_LOCK_S", deadline_s + 35, at_most=MAX_IDEMPOTENCY_LOCK_S
+    )
     if lock_s <= deadline_s:
         raise ConfigError(
             f"IDEMPOTENCY_LOCK_S ({lock_s:g}) must be longer than STIGG_DEADLINE_S ({deadline_s:g})"
@@ -125,48 +148,64 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
         stigg_timeout_s=timeout_s,
         stigg_deadline_s=deadline_s,
         caller_keys=_caller_keys(environ) if serving or environ.get("ACTIONS_API_KEYS") else (),
-        database_url=environ.get("DATABASE_URL", "").strip() or None,
-        max_body_bytes=int(_positive_float(environ, "MAX_BODY_BYTES", 64 * 1024)),
-        idempotency_ttl_s=int(_positive_float(environ, "IDEMPOTENCY_TTL_S", 24 * 3600)),
+        database_url=_database_url(environ),
+        max_body_bytes=_whole(
+            environ, "MAX_BODY_BYTES", 64 * 1024, MIN_BODY_BYTES, MAX_BODY_BYTES_LIMIT
+        ),
+        idempotency_ttl_s=_whole(environ, "IDEMPOTENCY_TTL_S", 24 * 3600, 1, MAX_IDEMPOTENCY_TTL_S),
         idempotency_lock_s=lock_s,
         batch=_batch_settings(environ),
+        log_level=_log_level(environ),
     )
 
 
 def _batch_settings(environ: Mapping[str, str]) -> BatchSettings:
-    max_wait_s = _positive_float(environ, "BATCH_MAX_WAIT_S", 100.0)
-    if max_wait_s >= SALESFORCE_CALLOUT_LIMIT_S:
-        raise ConfigError(
-            f"BATCH_MAX_WAIT_S must stay below Salesforce's {SALESFORCE_CALLOUT_LIMIT_S} s "
-            f"callout limit (got {max_wait_s:g})"
-        )
+    max_wait_s = _seconds(
+        environ, "BATCH_MAX_WAIT_S", 100.0, at_most=SALESFORCE_CALLOUT_LIMIT_S - 10
+    )
     database_url = environ.get("DATABASE_URL", "").strip()
     default_worker = "external" if database_url.startswith("postgres") else "embedded"
     worker = environ.get("BATCH_WORKER", "").strip().lower() or default_worker
     if worker not in ("embedded", "external"):
         raise ConfigError(f"BATCH_WORKER must be embedded or external (got {worker!r})")
     return BatchSettings(
-        max_items=_whole_number(environ, "BATCH_MAX_ITEMS", 200, maximum=1000),
-        max_body_bytes=_whole_number(environ, "BATCH_MAX_BODY_BYTES", 4 * 1024 * 1024),
+        max_items=_whole(environ, "BATCH_MAX_ITEMS", 200, 1, 1000),
+        max_body_bytes=_whole(
+            environ, "BATCH_MAX_BODY_BYTES", 4 * 1024 * 1024, MIN_BODY_BYTES, MAX_BODY_BYTES_LIMIT
+        ),
         max_wait_s=max_wait_s,
         worker=worker,
-        worker_threads=_whole_number(environ, "BATCH_WORKER_THREADS", 8, maximum=256),
-        lease_s=_positive_float(environ, "BATCH_LEASE_S", 60.0),
-        item_max_attempts=_whole_number(environ, "BATCH_ITEM_MAX_ATTEMPTS", 10, maximum=100),
+        worker_threads=_whole(environ, "BATCH_WORKER_THREADS", 8, 1, 256),
+        lease_s=_seconds(environ, "BATCH_LEASE_S", 60.0, at_most=3600),
+        item_max_attempts=_whole(environ, "BATCH_ITEM_MAX_ATTEMPTS", 10, 1, 100),
     )
 
 
-def _whole_number(
-    environ: Mapping[str, str], name: str, default: int, *, maximum: int | None = None
-) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1 (got {raw!r})")
-    if maximum is not None and int(raw) > maximum:
-        raise ConfigError(f"{name} must be at most {maximum} (got {raw!r})")
-    return int(raw)
+@dataclass(frozen=True)
+class ServingSettings:
+    """How gunicorn runs the service (`serve`, `gunicorn.conf.py`, app/serving.py)."""
+
+    workers: int
+    threads: int
+    request_read_timeout_s: float
+
+
+def load_serving_settings(environ: Mapping[str, str]) -> ServingSettings:
+    """Read without importing gunicorn: gunicorn itself parses WEB_CONCURRENCY on import."""
+    return ServingSettings(
+        workers=_whole(environ, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1, 1024),
+        threads=_whole(environ, "GUNICORN_THREADS", DEFAULT_THREADS, 1, 1024),
+        request_read_timeout_s=_seconds(
+            environ,
+            "REQUEST_READ_TIMEOUT_S",
+            DEFAULT_REQUEST_READ_TIMEOUT_S,
+            at_most=MAX_REQUEST_READ_TIMEOUT_S,
+        ),
+    )
+
+
+def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    return _whole(environ, name, default, 1, 65535)
 
 
 def _caller_keys(environ: Mapping[str, str]) -> tuple[CallerKey, ...]:
@@ -185,6 +224,11 @@ def _caller_keys(environ: Mapping[str, str]) -> tuple[CallerKey, ...]:
             )
         if secret.lower() in _PLACEHOLDER_KEYS or any(ch.isspace() for ch in secret):
             raise ConfigError(f"ACTIONS_API_KEYS key #{position} is a placeholder or has spaces")
+        if not _PRINTABLE_ASCII.fullmatch(secret):
+            raise ConfigError(
+                f"ACTIONS_API_KEYS key #{position} has a character outside printable ASCII, "
+                "which an Authorization header cannot carry"
+            )
     return tuple(CallerKey(secret=secret, key_id=key_id_for(secret)) for secret in secrets)
 
 
@@ -199,14 +243,53 @@ def _url_value(name: str, value: str) -> str:
     return value
 
 
-def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _database_url(environ: Mapping[str, str]) -> str | None:
+    raw = environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    # The value may hold a password: messages describe it, never quote it.
+    expected = "expected sqlite:///<path> or postgresql://<user>:<password>@<host>/<database>"
+    try:
+        backend = make_url(raw).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL ({expected})") from None
+    if backend not in DATABASE_BACKENDS:
+        raise ConfigError(f"DATABASE_URL names an unsupported database {backend!r} ({expected})")
+    return raw
+
+
+def _log_level(environ: Mapping[str, str]) -> str:
+    raw = environ.get("LOG_LEVEL", "").strip()
+    level = raw.upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {raw!r})")
+    return level
+
+
+def _seconds(
+    environ: Mapping[str, str], name: str, default: float, *, at_most: float | None = None
+) -> float:
+    """A duration: a finite number of seconds above 0 (and at most ``at_most``)."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number (got {raw!r})") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be greater than 0 (got {raw!r})")
+        raise ConfigError(f"{name} must be a number of seconds (got {raw!r})") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a finite number greater than 0 (got {raw!r})")
+    if at_most is not None and value > at_most:
+        raise ConfigError(f"{name} must be at most {at_most:g} seconds (got {raw!r})")
     return value
+
+
+def _whole(environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not _WHOLE_NUMBER.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise ConfigError(
+            f"{name} must be a whole number from {minimum} to {maximum} (got {raw!r})"
+        )
+    return int(raw)

@@ -43,7 +43,7 @@ def open_store(database_url: str | None) -> Store:
         return Store.from_url(database_url or default_database_url())
     except StoreError as exc:
         # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
-        raise ConfigError(f"DATABASE_URL: {exc}") from exc
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
 
 
 @dataclass

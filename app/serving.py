@@ -1,33 +1,70 @@
 """Running the service under gunicorn, in-process, with the configuration we benchmark.
 
-Worker class gthread: each request spends most of its time waiting on Stigg, so threads
-let one worker keep many requests in flight without starving when Stigg is slow; two
-workers per core keep a CPU-bound moment in one from stalling the others.
+One source for every way the service runs: `stigg-flow-actions serve`, bare
+`gunicorn 'app:create_app()'` from the repository root (through `gunicorn.conf.py`), the
+integration tests and the benchmarks all take their gunicorn settings from
+`gunicorn_options()`.
+
+Worker class: gthread, extended (`ReadDeadlineWorker`). Each request spends most of its
+time waiting on Stigg, so threads let one worker keep many requests in flight without
+starving when Stigg is slow; two workers per core keep a CPU-bound moment in one from
+stalling the others. A thread reads its request with blocking socket calls, though, and
+gunicorn bounds only each wait for data, not the whole read: a client sending one byte a
+second would hold a thread for as long as it likes, and as many such clients as threads
+stop the service. So every request gets `REQUEST_READ_TIMEOUT_S` from its first byte to
+its last, headers and body together.
 
 Each worker freezes the garbage collector's view of everything it loaded at start-up
 (`gc.freeze()`): a full collection otherwise walks the whole imported library (gql,
 graphql-core, marshmallow, SQLAlchemy, ...) and pauses all of the worker's threads for
 tens of milliseconds, which showed up as the service's p99 in `make bench`.
+
+Start-up refusals happen in gunicorn's master, before any worker forks
+(`refuse_bad_configuration`, the `on_starting` hook): one line naming the setting, then
+exit 2. Left to the workers, every worker would print a traceback and gunicorn would
+retry them.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
-import multiprocessing
+import logging
 import os
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.gthread import ThreadWorker
 
-DEFAULT_THREADS = 32
+from app.config import ConfigError, load_serving_settings, load_settings
+from app.errors import ActionError
+
+log = logging.getLogger(__name__)
+
+# After answering 408, how long a worker thread lingers on the connection before closing
+# it (RFC 9112 section 9.6), so that a client still sending reads the answer instead of a
+# reset. Part of the time a slow client can hold a thread, so short.
+TIMED_OUT_LINGER_S = 1.0
+TIMED_OUT_LINGER_BYTES = 64 * 1024
 
 
-def gunicorn_options(*, bind: str, workers: int | None = None, threads: int | None = None) -> dict:
-    return {
-        "bind": bind,
-        "workers": workers
-        or int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count())),
-        "worker_class": "gthread",
-        "threads": threads or int(os.environ.get("GUNICORN_THREADS", DEFAULT_THREADS)),
+def gunicorn_options(
+    *, bind: str | None = None, workers: int | None = None, threads: int | None = None
+) -> dict:
+    """gunicorn settings; ``bind`` None leaves gunicorn's own default (``--bind``, $PORT).
+
+    Raises ConfigError for a malformed WEB_CONCURRENCY, GUNICORN_THREADS or
+    REQUEST_READ_TIMEOUT_S.
+    """
+    serving = load_serving_settings(os.environ)
+    options = {
+        "workers": workers or serving.workers,
+        "worker_class": f"{__name__}.ReadDeadlineWorker",
+        "threads": threads or serving.threads,
         # Salesforce waits up to 120 s per callout; our own deadline (STIGG_DEADLINE_S) is
         # shorter, so a worker is only killed if something is truly stuck.
         "timeout": 120,
@@ -36,9 +73,13 @@ def gunicorn_options(*, bind: str, workers: int | None = None, threads: int | No
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
+        "on_starting": refuse_bad_configuration,
         "post_worker_init": on_worker_ready,
         "worker_exit": on_worker_exit,
     }
+    if bind is not None:
+        options["bind"] = bind
+    return options
 
 
 def on_worker_ready(worker) -> None:
@@ -69,6 +110,216 @@ def freeze_startup_objects(worker=None) -> None:
     """Move what the worker loaded into the GC's permanent generation (see module doc)."""
     gc.collect()
     gc.freeze()
+
+
+def check_configuration(
+    environ: Mapping[str, str], *, addresses: Iterable[object] = ()
+) -> None:
+    """Everything start-up can refuse, checked once: raises ConfigError naming the setting.
+
+    The settings, the database (opened and migrated, then closed again: engines must not
+    cross a fork) and each TCP address in ``addresses`` (free to listen on).
+    """
+    from app.runtime import open_store
+
+    load_serving_settings(environ)
+    open_store(load_settings(environ).database_url).close()
+    for address in addresses:
+        if isinstance(address, tuple):
+            _check_free(*address[:2])
+
+
+def refuse_bad_configuration(server) -> None:
+    """gunicorn's ``on_starting`` hook: in the master, before it listens or forks."""
+    # Listening sockets handed over by a re-exec (USR2) or systemd are in use by design.
+    inherited = "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ
+    addresses = () if inherited or server.cfg.reuse_port else server.cfg.address
+    try:
+        check_configuration(os.environ, addresses=addresses)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _check_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: a port left in TIME_WAIT is free, one being listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"PORT {port} is already in use on {host}; set PORT (or --bind) to a "
+                    "free port"
+                ) from None
+            raise ConfigError(
+                f"PORT {port} on {host} cannot be listened on ({exc.strerror or exc}); "
+                "check HOST and PORT (or --bind)"
+            ) from None
+
+
+class RequestReadTimeout(ActionError):
+    """The client did not send its whole request within REQUEST_READ_TIMEOUT_S.
+
+    Raised by a read on the client's socket. Inside the application (reading the body) it
+    is an ActionError like any other and is answered 408 by the error handlers; it is not
+    an OSError, which Werkzeug would turn into "client disconnected" (400).
+    """
+
+    def __init__(self, timeout_s: float):
+        super().__init__(
+            408,
+            "REQUEST_TIMEOUT",
+            f"The request did not arrive within {timeout_s:g} s; send it again.",
+            retryable=True,
+        )
+
+
+class _DeadlineSocket:
+    """A client socket whose reads, while armed, share one deadline.
+
+    The deadline starts at the first read after `arm()`; before each read the socket
+    timeout is set to what is left of it. Everything else is the socket's own. Once the
+    deadline has passed, every later read fails at once, so nothing lingers on the
+    connection (gunicorn's graceful close on its main loop would otherwise wait on a
+    client that keeps trickling).
+    """
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._timeout_s: float | None = None
+        self._deadline: float | None = None
+        self.expired = False
+        # The request whose headers were read (None while reading headers).
+        self.message = None
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def arm(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._deadline = None
+        self.message = None
+
+    def disarm(self) -> None:
+        self._timeout_s = None
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self._bounded(self._sock.recv, bufsize, flags)
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        return self._bounded(self._sock.recv_into, buffer, nbytes, flags)
+
+    def _bounded(self, read, *args):
+        if self.expired and self._timeout_s is None:
+            raise ConnectionAbortedError(errno.ECONNABORTED, "request read timed out")
+        if self._timeout_s is None:
+            return read(*args)
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self._timeout_s
+        remaining = self._deadline - now
+        if remaining <= 0:
+            self._expire()
+        prior = self._sock.gettimeout()
+        if prior == 0.0:
+            return read(*args)  # non-blocking: the caller waits, not this read
+        # A caller's own shorter timeout (gunicorn's body drain) stays the caller's.
+        ours = prior is None or remaining <= prior
+        self._sock.settimeout(remaining if ours else prior)
+        try:
+            return read(*args)
+        except TimeoutError:
+            if ours:
+                self._expire()
+            raise
+        finally:
+            self._sock.settimeout(prior)
+
+    def _expire(self):
+        self.expired = True
+        if self.message is not None:
+            # Makes gunicorn answer "Connection: close" and not keep the connection.
+            self.message.must_close = True
+        raise RequestReadTimeout(self._timeout_s)
+
+    def linger(self, timeout_s: float, max_bytes: int) -> None:
+        """Send FIN after the answer, then read (and drop) what the client still sends."""
+        deadline = time.monotonic() + timeout_s
+        drained = 0
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            while drained < max_bytes and (remaining := deadline - time.monotonic()) > 0:
+                self._sock.settimeout(remaining)
+                data = self._sock.recv(4096)
+                if not data:
+                    break
+                drained += len(data)
+        except OSError:
+            pass
+
+
+class ReadDeadlineWorker(ThreadWorker):
+    """gthread, with a deadline (REQUEST_READ_TIMEOUT_S) on reading each whole request.
+
+    Headers not in by then: the connection is closed without an answer. Body not in by
+    then: the application answers 408 REQUEST_TIMEOUT (`RequestReadTimeout`) and the
+    connection is closed. Either way the thread is free again after the deadline (plus
+    `TIMED_OUT_LINGER_S`). Connections that gunicorn itself terminates TLS on are not
+    covered (TLS terminates in front of this service).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request_read_timeout_s = load_serving_settings(os.environ).request_read_timeout_s
+
+    @classmethod
+    def check_config(cls, cfg, log):
+        super().check_config(cfg, log)
+        if cfg.is_ssl:
+            log.warning("REQUEST_READ_TIMEOUT_S does not apply to TLS connections gunicorn ends")
+
+    def load_wsgi(self):
+        try:
+            super().load_wsgi()
+        except ConfigError:
+            # create_app logged the one line that names the setting; no traceback on top.
+            sys.exit(Arbiter.APP_LOAD_ERROR)
+
+    def handle(self, conn):
+        if self.cfg.is_ssl:
+            return super().handle(conn)
+        if not isinstance(conn.sock, _DeadlineSocket):
+            conn.sock = _DeadlineSocket(conn.sock)
+        sock = conn.sock
+        sock.arm(self.request_read_timeout_s)
+        try:
+            keepalive = super().handle(conn)
+        finally:
+            sock.disarm()
+        if sock.expired:
+            if sock.message is not None:
+                sock.linger(TIMED_OUT_LINGER_S, TIMED_OUT_LINGER_BYTES)
+            return False
+        return keepalive
+
+    def handle_request(self, req, conn):
+        if isinstance(conn.sock, _DeadlineSocket):
+            conn.sock.message = req
+        return super().handle_request(req, conn)
+
+    def handle_error(self, req, client, addr, exc):
+        if not isinstance(exc, RequestReadTimeout):
+            return super().handle_error(req, client, addr, exc)
+        if req is None:
+            log.info(
+                "closed a connection whose request headers did not arrive within %g s",
+                self.request_read_timeout_s,
+            )
+        # Otherwise the application has answered already and only the rest of the body
+        # (which nothing reads) was late: there is nothing left to say.
 
 
 class ServiceApplication(BaseApplication):

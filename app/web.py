@@ -35,11 +35,13 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     from actions import ACTIONS
 
     environ = {**os.environ, **(test_config or {})}
-    configure_logging(environ.get("LOG_LEVEL", "INFO"))
     try:
         settings = load_settings(environ)
+        configure_logging(settings.log_level)
         runtime = Runtime.build(settings)
     except ConfigError as exc:
+        # One line naming the setting; the error goes on to whoever called create_app.
+        configure_logging()
         log.error("configuration error: %s", exc)
         raise
 

@@ -38,6 +38,8 @@ def main() -> None:
         import baseline
 
         factory = baseline.create_app
+        # The start-up check is the service's: the baseline has none of its settings.
+        del options["on_starting"]
     boot_log = os.environ.get("BENCH_BOOT_LOG")
     if boot_log:
         options.update(_boot_hooks(boot_log, then=options.get("post_worker_init")))

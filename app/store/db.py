@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from app.store.batches import BatchStore
@@ -218,7 +218,16 @@ class Store:
         ``engine_options`` go to SQLAlchemy's ``create_engine`` (e.g. a bigger pool for
         more threads per worker). Raises ``StoreError`` if the database cannot be used.
         """
-        store = cls(create_engine_for(url, **(engine_options or {})), clock=clock)
+        try:
+            engine = create_engine_for(url, **(engine_options or {}))
+        except ArgumentError:
+            # The URL may hold a password: say what is wrong without quoting it.
+            raise StoreError("not a database URL SQLAlchemy can use") from None
+        except ImportError as error:
+            raise StoreError(
+                f"database at {describe(url)}: its driver is not installed ({error.name})"
+            ) from None
+        store = cls(engine, clock=clock)
         if run_migrations:
             try:
                 migrate(store.engine)

@@ -98,23 +98,11 @@ def sandbox_process():
 
 @contextmanager
 def service_process(env: dict, *, workers: int = 2, threads: int = 8, log_path=None):
+    """`gunicorn 'app:create_app()'` from the repository root, as an operator runs it: the
+    worker class, its settings and the start-up check come from gunicorn.conf.py."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "app:create_app()",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--worker-class",
-        "gthread",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--log-level",
-        "warning",
-    ]
+    command = [sys.executable, "-m", "gunicorn", "app:create_app()", "--bind", f"127.0.0.1:{port}"]
+    env = {"WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), **env}
     with running(command, health_url=f"{base_url}/healthz", env=env, log_path=log_path) as process:
         yield base_url, process

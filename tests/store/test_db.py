@@ -79,6 +79,25 @@ def test_an_unopenable_sqlite_file_is_refused(tmp_path):
         Store.from_url(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("garbage", "not a database URL SQLAlchemy can use"),
+        ("postgres//stigg:hunter2@db/provisioning", "not a database URL SQLAlchemy can use"),
+        ("nosuchdb://stigg:hunter2@db/provisioning", "not a database URL SQLAlchemy can use"),
+        (
+            "mysql://stigg:hunter2@db/provisioning",
+            "database at mysql://stigg:***@db/provisioning: its driver is not installed (MySQLdb)",
+        ),
+    ],
+)
+def test_a_url_that_cannot_be_used_is_a_store_error_without_the_password(url, refusal):
+    with pytest.raises(StoreError) as refused:
+        Store.from_url(url)
+
+    assert str(refused.value) == refusal
+
+
 def test_a_database_at_an_unknown_revision_is_refused(store):
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))

@@ -65,7 +65,7 @@ def test_json_with_charset_is_accepted(caller, stigg):
 def test_too_large_body_is_413(config, stigg):
     from app import create_app
 
-    config["MAX_BODY_BYTES"] = "1000"
+    config["MAX_BODY_BYTES"] = "1024"  # the smallest accepted
     client = create_app(config).test_client()
 
     response = client.post(
