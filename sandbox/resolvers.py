@@ -622,11 +622,14 @@ def customer_subscriptions(
     """Subscriptions of the environment matching `filter`, as a connection.
 
     The arguments' defaults are Stigg's (schema.graphql): no filter, the first 10,
-    newest first.
+    newest first. An explicit null means none: no filter, no page limit, no order but
+    creation.
     """
     ctx = _context(info)
     ordering = _subscription_ordering(sorting or [])
-    found = [s for s in ctx.state.subscriptions.values() if matches(SUBSCRIPTION_FILTER, s, filter)]
+    found = [
+        s for s in ctx.state.subscriptions.values() if matches(SUBSCRIPTION_FILTER, s, filter or {})
+    ]
     return page(found, ordering, paging or {})
 
 

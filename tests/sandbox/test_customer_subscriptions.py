@@ -275,6 +275,15 @@ def test_defaults_are_stiggs_first_ten_newest_first(stigg):
     assert result["pageInfo"] == {"hasNextPage": True}
 
 
+def test_explicit_nulls_mean_no_filter_no_limit_and_creation_order(stigg):
+    stigg.customer("cust-1")
+    made = [provision(stigg, subscriptionId=f"s-{n:02}")["id"] for n in range(12)]
+    body = stigg.post(CONNECTION, {"filter": None, "paging": None, "sorting": None}).get_json()
+    result = body["data"]["customerSubscriptions"]
+    assert ids(result) == made
+    assert result["pageInfo"]["hasNextPage"] is False
+
+
 def test_paging_follows_cursors_to_the_end(stigg):
     stigg.customer("cust-1")
     made = [provision(stigg, subscriptionId=f"s-{n:02}")["id"] for n in range(25)]
