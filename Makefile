@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Stigg's published client schema, for the contract tests only (proprietary licence: loaded
+# at test time, never copied into the repo). --no-deps: it pins tenacity<9 while the
+# service's gql needs tenacity>=9.1.2; the tests use its sgqlc schema module alone.
+STIGG_PUBLISHED_SCHEMA := stigg-api-client==6.25.0
 
 .PHONY: run test lint install clean sfdx
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,dev,postgres]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(STIGG_PUBLISHED_SCHEMA)'
 	touch $(STAMP)
 
 install: $(STAMP)

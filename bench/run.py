@@ -827,7 +827,8 @@ def main() -> int:
                 "--threads",
                 str(SANDBOX_THREADS),
             ],
-            env={"SANDBOX_API_KEYS": SANDBOX_KEY},
+            # Latency benchmarks: Stigg's rate limits would throttle them.
+            env={"SANDBOX_API_KEYS": SANDBOX_KEY, "SANDBOX_RATE_LIMITS": "off"},
             workdir=workdir,
         )
         upstream_env = {

@@ -10,13 +10,23 @@ resolver has to do.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from sandbox.error_codes import STIGG_ERROR_CODES
+
+# Stigg's rule for customer IDs (its REST docs): a letter or digit, then letters, digits
+# and _ | . @ -, at most 255 characters.
+CUSTOMER_ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_|.@-]*")
+CUSTOMER_ID_MAX_LENGTH = 255
 
 
 class StiggError(Exception):
     def __init__(
         self, code: str, message: str, *, is_validation_error: bool = True, **entity_fields: Any
     ) -> None:
+        if code not in STIGG_ERROR_CODES:
+            raise ValueError(f"{code!r} is not one of Stigg's ErrorCode values")
         super().__init__(message)
         self.code = code
         self.extensions: dict[str, Any] = {
@@ -29,6 +39,22 @@ class StiggError(Exception):
 def customer_not_found(customer_id: str) -> StiggError:
     # "Customer not found" is the text seen in the wild (Airbyte, Stigg webhooks).
     return StiggError("CustomerNotFound", "Customer not found", refId=customer_id)
+
+
+def check_customer_id(customer_id: str) -> str:
+    """Refuse a customer ID that breaks Stigg's documented rule.
+
+    Which error Stigg answers is not documented. The sandbox assumes the input validation
+    of Stigg's API (class-validator under NestJS) reports it as BadUserInput with
+    isValidationError, naming the field; see docs/stigg-fidelity.md.
+    """
+    if len(customer_id) > CUSTOMER_ID_MAX_LENGTH or not CUSTOMER_ID_PATTERN.fullmatch(customer_id):
+        raise StiggError(
+            "BadUserInput",
+            "customerId must start with a letter or digit, contain only letters, digits and "
+            f"_ | . @ -, and be at most {CUSTOMER_ID_MAX_LENGTH} characters",
+        )
+    return customer_id
 
 
 def duplicated_entity(entity_name: str, identifier: str) -> StiggError:

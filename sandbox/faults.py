@@ -16,7 +16,9 @@ Kinds (when they act relative to executing the operation):
   drop_after   after:  the operation took effect, then the connection closes unanswered
   delay_after  after:  the operation took effect, then sleep before answering
   non_json     before: HTTP 200 with an HTML body
-  graphql_error before: HTTP 200, data null, errors[0].extensions {code, isValidationError}
+  graphql_error before: HTTP 200, data null, errors[0].extensions {code, isValidationError};
+               `code` must be one Stigg sends: an ErrorCode value of its published schema
+               or an Apollo-level code (error_codes.py), anything else is refused
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sandbox.error_codes import INJECTABLE_ERROR_CODES
 
 KINDS = frozenset(
     {"status", "delay", "drop", "drop_after", "delay_after", "non_json", "graphql_error"}
@@ -97,7 +101,12 @@ class FaultRule:
             rule.status = status
             rule.retry_after = _optional_number(raw, "retry_after", int, minimum=0)
         if kind == "graphql_error":
-            rule.code = str(raw.get("code", rule.code))
+            rule.code = raw.get("code", rule.code)
+            if rule.code not in INJECTABLE_ERROR_CODES:
+                raise FaultRuleError(
+                    f"code must be one of Stigg's ErrorCode values or an Apollo code "
+                    f"(sandbox/error_codes.json), not {rule.code!r}"
+                )
             rule.message = raw.get("message")
             rule.is_validation_error = bool(raw.get("isValidationError", False))
         return rule

@@ -244,6 +244,30 @@ def _parse_and_validate(query: str) -> tuple[DocumentNode, tuple[GraphQLError, .
     return document, tuple(validate(sandbox_schema(), document))
 
 
+def mutation_customers(prepared: PreparedRequest) -> list[str]:
+    """The customer each mutation of the request names (its input's customerId or refId).
+
+    What Stigg's per-entity rate limit is keyed by. A mutation without one (a
+    provisionCustomer that lets Stigg generate the ID) names no customer.
+    """
+    if not prepared.is_mutation:
+        return []
+    customers = []
+    for root in prepared.root_fields:
+        for argument in root.node.arguments or ():
+            if argument.name.value != "input":
+                continue
+            try:
+                value = value_from_ast_untyped(argument.value, prepared.variables)
+            except (TypeError, ValueError, KeyError):
+                continue  # malformed: execution will refuse it
+            if isinstance(value, dict):
+                customer_id = value.get("customerId") or value.get("refId")
+                if isinstance(customer_id, str):
+                    customers.append(customer_id)
+    return customers
+
+
 def _format_error(error: GraphQLError) -> dict[str, Any]:
     formatted = error.formatted
     if not error.extensions:
@@ -258,6 +282,7 @@ def execute(prepared: PreparedRequest, context: SandboxContext) -> GraphQLRespon
     """Run a prepared, valid request against the state (holding the state lock)."""
     assert prepared.document is not None and prepared.rejection is None
     with context.state.lock:
+        context.state.settle_payments()
         result = execute_sync(
             sandbox_schema(),
             prepared.document,

@@ -1,8 +1,10 @@
 """What each root field does: Stigg's rules, applied to the sandbox state.
 
 Each resolver receives the coerced `input` (camelCase keys; a key is absent when the
-caller omitted it and None when the caller sent null) and raises StiggError where Stigg
-would reject the operation. They run with `state.lock` held (see graphql_api.py).
+caller omitted it and None when the caller sent null; input fields with a default in
+schema.graphql, such as ProvisionSubscriptionInput.paymentCollectionMethod = CHARGE, are
+filled in as Stigg fills them) and raises StiggError where Stigg would reject the
+operation. They run with `state.lock` held (see graphql_api.py); "now" is `state.now()`.
 """
 
 from __future__ import annotations
@@ -17,37 +19,65 @@ from graphql import GraphQLResolveInfo
 from sandbox.catalog import Catalog, Money, Plan
 from sandbox.errors import (
     StiggError,
+    check_customer_id,
     check_single_id,
     custom_currency_not_found,
     customer_not_found,
     duplicated_entity,
 )
+from sandbox.queries import (
+    BOOLEAN,
+    DATE,
+    ENUM,
+    NUMBER,
+    STRING,
+    UUID,
+    Entity,
+    Field,
+    Ordering,
+    matches,
+    page,
+    sort_keys,
+)
 from sandbox.state import (
-    LIVE_SUBSCRIPTION_STATUSES,
+    ACTIVE_STATUSES,
     CreditGrant,
     Customer,
     CustomerResource,
+    PlannedEnd,
     SandboxState,
     Subscription,
     SubscriptionAddon,
     new_uuid,
-    utc_now,
 )
 
 # Stigg plans default to a 14-day trial in its UI; used when isTrial comes without an end.
 DEFAULT_TRIAL_DAYS = 14
 # The sandbox has no billing provider; this host only makes the URL recognisable.
 CHECKOUT_URL_TEMPLATE = "https://checkout.sandbox.stigg.invalid/pay/{subscription_id}"
-# Stigg's connections come from nestjs-query, whose default page size is 10.
+# creditGrants without paging.first: nestjs-query's default page size, 10 (assumed).
 DEFAULT_PAGE_SIZE = 10
 # Stigg's REST docs give 50 as the default grant priority.
 DEFAULT_GRANT_PRIORITY = 50.0
+UNKNOWN_CUSTOMER_ANSWERS = ("error", "null")
+
+
+@dataclass
+class SandboxSettings:
+    """Behaviour the sandbox can switch where Stigg's is not documented."""
+
+    # getCustomerByRefId for an unknown ID: a CustomerNotFound error, or null.
+    unknown_customer: str = "error"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unknownCustomer": self.unknown_customer}
 
 
 @dataclass(frozen=True)
 class SandboxContext:
     state: SandboxState
     catalog: Catalog
+    settings: SandboxSettings
 
 
 def _short_random() -> str:
@@ -57,6 +87,13 @@ def _short_random() -> str:
 
 def _context(info: GraphQLResolveInfo) -> SandboxContext:
     return info.context
+
+
+def _known_customer(ctx: SandboxContext, customer_id: str) -> Customer:
+    customer = ctx.state.customers.get(customer_id)
+    if customer is None:
+        raise customer_not_found(customer_id)
+    return customer
 
 
 # --- customers ----------------------------------------------------------------------------
@@ -86,8 +123,16 @@ def _apply_customer_fields(customer: Customer, data: dict[str, Any]) -> None:
 
 
 def get_customer_by_ref_id(_root: Any, info: GraphQLResolveInfo, input: dict) -> Customer | None:
-    # Unknown id: null data and no error (the sandbox's reading of an undocumented case).
-    return _context(info).state.customers.get(input["customerId"])
+    """An unknown ID is Stigg's CustomerNotFound error, or null (SANDBOX_UNKNOWN_CUSTOMER).
+
+    Stigg does not document which; the field is nullable, but the text "Customer not
+    found" has been seen from Stigg's API in the wild, so `error` is the default.
+    """
+    ctx = _context(info)
+    customer = ctx.state.customers.get(input["customerId"])
+    if customer is None and ctx.settings.unknown_customer == "error":
+        raise customer_not_found(input["customerId"])
+    return customer
 
 
 def provision_customer(_root: Any, info: GraphQLResolveInfo, input: dict) -> dict[str, Any]:
@@ -95,10 +140,11 @@ def provision_customer(_root: Any, info: GraphQLResolveInfo, input: dict) -> dic
     customer_id = check_single_id(input.get("customerId"), input.get("refId"), "customer")
     if customer_id is None:
         customer_id = f"customer-{secrets.token_hex(4)}"
+    check_customer_id(customer_id)
     if customer_id in ctx.state.customers:
         # Create-only in practice: Stigg does not upsert here.
         raise duplicated_entity("Customer", customer_id)
-    now = utc_now()
+    now = ctx.state.now()
     customer = Customer(
         id=new_uuid(),
         customer_id=customer_id,
@@ -133,11 +179,9 @@ def update_one_customer(_root: Any, info: GraphQLResolveInfo, input: dict) -> Cu
     customer_id = check_single_id(input.get("customerId"), input.get("refId"), "customer")
     if customer_id is None:
         raise StiggError("MissingEntityIdError", "customerId is required to update a customer")
-    customer = ctx.state.customers.get(customer_id)
-    if customer is None:
-        raise customer_not_found(customer_id)
+    customer = _known_customer(ctx, customer_id)
     _apply_customer_fields(customer, input)
-    customer.updated_at = utc_now()
+    customer.updated_at = ctx.state.now()
     return customer
 
 
@@ -146,16 +190,27 @@ def update_one_customer(_root: Any, info: GraphQLResolveInfo, input: dict) -> Cu
 
 def provision_subscription_v2(_root: Any, info: GraphQLResolveInfo, input: dict) -> dict[str, Any]:
     ctx = _context(info)
-    customer = ctx.state.customers.get(input["customerId"])
-    if customer is None:
-        raise customer_not_found(input["customerId"])
-    return _provision_subscription(ctx, customer, input)
+    return _provision_subscription(ctx, _known_customer(ctx, input["customerId"]), input)
 
 
 def _provision_subscription(
     ctx: SandboxContext, customer: Customer, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """Shared by provisionSubscriptionV2 and provisionCustomer.subscriptionParams."""
+    """Shared by provisionSubscriptionV2 and provisionCustomer.subscriptionParams.
+
+    Payment (the input defaults are Stigg's: paymentCollectionMethod CHARGE,
+    awaitPaymentConfirmation true): a paid plan collected by CHARGE from a customer with no
+    payment method on file needs a checkout, so the answer is PAYMENT_REQUIRED with a
+    checkout URL and the subscription waits in PAYMENT_PENDING. With a card on file the
+    charge succeeds: at once when awaiting confirmation, else the answer comes before it
+    (paymentCollection PROCESSING until the next request). INVOICE and NONE (and null)
+    need nothing now. A trial is not charged.
+
+    Scheduling: a start in the future makes a NOT_STARTED subscription (isScheduled true);
+    the customer's live subscription in the same slot (customer, resource) keeps running
+    and ends when the new one starts. A subscription that starts now replaces the live one
+    at once. Either way a subscription still waiting to start in that slot is superseded.
+    """
     plan = ctx.catalog.plans.get(data["planId"])
     if plan is None:
         raise StiggError("PlanNotFound", "Plan not found", refId=data["planId"])
@@ -169,47 +224,49 @@ def _provision_subscription(
     addons = _subscription_addons(ctx, plan, data.get("addons") or [])
     _check_custom_currencies(ctx, data)
 
-    now = utc_now()
+    now = ctx.state.now()
     start_date = data.get("startDate") or now
     trial = data.get("trialOverrideConfiguration") or {}
     is_trial = bool(trial.get("isTrial")) and not data.get("skipTrial")
+    trial_end_date = (
+        (trial.get("trialEndDate") or start_date + timedelta(days=DEFAULT_TRIAL_DAYS))
+        if is_trial
+        else None
+    )
+    cancellation_date = data.get("cancellationDate")
+    if cancellation_date is not None and cancellation_date <= start_date:
+        raise StiggError("InvalidCancellationDate", "cancellationDate must be later than startDate")
     method = data.get("paymentCollectionMethod")
-    # The sandbox has no billing provider and customers have no card on file unless
-    # billingInformation.paymentMethodId gave one. CHARGE on a paid plan then needs a
-    # checkout, as Stigg answers PAYMENT_REQUIRED when nothing can be charged. Omitted
-    # method = no payment collection (the sandbox environment has no billing integration).
-    payment_required = (
-        plan.is_paid and not is_trial and method == "CHARGE" and not customer.has_payment_method
+    charged_now = plan.is_paid and not is_trial and method == "CHARGE"
+    payment_required = charged_now and not customer.has_payment_method
+    payment_in_flight = (
+        charged_now and not payment_required and data.get("awaitPaymentConfirmation") is False
     )
     if payment_required:
-        status = "PAYMENT_PENDING"
-    elif start_date > now:
-        status = "NOT_STARTED"
-    elif is_trial:
-        status = "IN_TRIAL"
+        payment_collection = "ACTION_REQUIRED"
+    elif payment_in_flight:
+        payment_collection = "PROCESSING"
     else:
-        status = "ACTIVE"
+        payment_collection = "NOT_REQUIRED"
 
     subscription = Subscription(
         id=new_uuid(),
         subscription_id=subscription_id,
         customer=customer,
         plan=plan,
-        status=status,
         start_date=start_date,
         created_at=now,
         environment_id=ctx.catalog.environment_id,
-        payment_collection="ACTION_REQUIRED" if payment_required else "NOT_REQUIRED",
+        payment_collection=payment_collection,
         pricing_type=plan.pricing_type,
+        clock=ctx.state.now,
+        sequence=ctx.state.next_sequence(),
         billing_period=billing_period,
         payment_collection_method=method,
-        trial_end_date=(
-            trial.get("trialEndDate") or start_date + timedelta(days=DEFAULT_TRIAL_DAYS)
-            if is_trial
-            else None
-        ),
+        trial_end_date=trial_end_date,
         was_in_trial=is_trial,
-        cancellation_date=data.get("cancellationDate"),
+        payment_pending=payment_required,
+        own_end=_own_end(cancellation_date, trial_end_date, trial.get("trialEndBehavior")),
         is_custom_price_subscription=bool(data.get("priceOverrides") or data.get("entitlements")),
         salesforce_id=data.get("salesforceId"),
         additional_meta_data=data.get("additionalMetaData"),
@@ -218,9 +275,11 @@ def _provision_subscription(
         price_overrides=_plain(data.get("priceOverrides") or []),
         entitlements=_plain(data.get("entitlements") or []),
     )
+    subscription.planned_end = subscription.own_end
     if not payment_required:
-        # At most one live subscription per (customer, resource): the new one replaces it.
-        _cancel_live_subscriptions(customer, subscription.resource_id, now)
+        _replace_in_slot(customer, subscription, now)
+    if payment_in_flight:
+        ctx.state.unsettled.append(subscription)
     ctx.state.subscriptions[subscription_id] = subscription
     customer.subscriptions.append(subscription)
     return {
@@ -232,9 +291,34 @@ def _provision_subscription(
             else None
         ),
         "checkoutBillingId": None,
-        "isScheduled": False,
+        # Assumed: "scheduled" means the new subscription starts later (NOT_STARTED).
+        "isScheduled": False if payment_required else start_date > now,
         "subscription": None if payment_required else subscription,
     }
+
+
+def _own_end(
+    cancellation_date: datetime | None, trial_end: datetime | None, trial_end_behavior: Any
+) -> PlannedEnd | None:
+    """The end the caller asked for: a cancellation date, or a trial that does not convert."""
+    ends = []
+    if cancellation_date is not None:
+        ends.append(PlannedEnd(cancellation_date, "CANCELED", "ScheduledCancellation"))
+    if trial_end is not None and trial_end_behavior == "CANCEL_SUBSCRIPTION":
+        ends.append(PlannedEnd(trial_end, "EXPIRED", "TrialEnded"))
+    return min(ends, key=lambda end: end.at, default=None)
+
+
+def _replace_in_slot(customer: Customer, new: Subscription, now: datetime) -> None:
+    """At most one live subscription per (customer, resource): the new one replaces it."""
+    for old in customer.subscriptions:
+        if old.resource_id != new.resource_id:
+            continue
+        status = old.status
+        if status == "NOT_STARTED":
+            old.end(now, "UpgradeOrDowngrade")  # superseded before it started
+        elif status in ACTIVE_STATUSES:
+            old.end(max(new.start_date, now), "UpgradeOrDowngrade")
 
 
 def _billing_period(plan: Plan, requested: str | None) -> str | None:
@@ -271,7 +355,7 @@ def _subscription_addons(
     seen: set[str] = set()
     incompatible: list[str] = []
     addons = []
-    now = utc_now()
+    now = ctx.state.now()
     for item in requested:
         addon = ctx.catalog.addons.get(item["addonId"])
         if addon is None:
@@ -332,14 +416,6 @@ def _resource(
     return customer.resources[resource_id]
 
 
-def _cancel_live_subscriptions(customer: Customer, resource_id: str | None, now: datetime) -> None:
-    for old in customer.subscriptions:
-        if old.resource_id == resource_id and old.status in LIVE_SUBSCRIPTION_STATUSES:
-            old.status = "CANCELED"
-            old.cancel_reason = "UpgradeOrDowngrade"
-            old.end_date = now
-
-
 def _plain(value: Any) -> Any:
     """Coerced input with datetimes as strings, for the state dump."""
     if isinstance(value, dict):
@@ -355,12 +431,19 @@ def _plain(value: Any) -> Any:
 
 
 def create_credit_grant(_root: Any, info: GraphQLResolveInfo, input: dict) -> CreditGrant:
+    """A grant; a PAID one is paid as Stigg's collection method says.
+
+    INVOICE waits for the invoice (PAYMENT_PENDING) unless billingInformation marks it
+    paid. CHARGE is charged at once, and succeeds: with awaitPaymentConfirmation (Stigg's
+    default) the answer is ACTIVE; without, the answer comes first (PAYMENT_PENDING,
+    PROCESSING) and the charge settles by the next request. The sandbox does not model a
+    charge without a card on file, nor failed payments.
+    """
     ctx = _context(info)
-    if input["customerId"] not in ctx.state.customers:
-        raise customer_not_found(input["customerId"])
+    _known_customer(ctx, input["customerId"])
     if input["currencyId"] not in ctx.catalog.custom_currencies:
         raise custom_currency_not_found(input["currencyId"])
-    now = utc_now()
+    now = ctx.state.now()
     effective_at = input.get("effectiveAt") or now
     expire_at = input.get("expireAt")
     if expire_at is not None and expire_at <= effective_at:
@@ -369,10 +452,10 @@ def create_credit_grant(_root: Any, info: GraphQLResolveInfo, input: dict) -> Cr
         )
     method = input.get("paymentCollectionMethod")
     billing = input.get("billingInformation") or {}
-    # A paid grant collected by invoice waits for the invoice (unless marked paid). CHARGE
-    # is treated as charged at once: the sandbox does not model failed card payments.
-    awaiting_payment = (
-        input["grantType"] == "PAID" and method == "INVOICE" and not billing.get("isInvoicePaid")
+    paid = input["grantType"] == "PAID"
+    awaiting_invoice = paid and method == "INVOICE" and not billing.get("isInvoicePaid")
+    charge_in_flight = (
+        paid and method == "CHARGE" and input.get("awaitPaymentConfirmation") is False
     )
     cost = input.get("cost") or {"amount": 0, "currency": "USD"}
     grant = CreditGrant(
@@ -391,22 +474,32 @@ def create_credit_grant(_root: Any, info: GraphQLResolveInfo, input: dict) -> Cr
         expire_at=expire_at,
         created_at=now,
         updated_at=now,
-        payment_collection="PROCESSING" if awaiting_payment else "NOT_REQUIRED",
-        awaiting_payment=awaiting_payment,
+        payment_collection="PROCESSING" if awaiting_invoice or charge_in_flight else "NOT_REQUIRED",
+        clock=ctx.state.now,
+        awaiting_payment=awaiting_invoice or charge_in_flight,
         payment_collection_method=method,
         resource_id=input.get("resourceId"),
         comment=input.get("comment"),
         additional_meta_data=input.get("additionalMetaData"),
         sequence=ctx.state.next_sequence(),
     )
+    if charge_in_flight:
+        ctx.state.unsettled.append(grant)
     ctx.state.credit_grants[grant.grant_id] = grant
     return grant
 
 
+_GRANTS_NEWEST_FIRST = Ordering(keys=[], sequence=lambda grant: -grant.sequence)
+
+
 def credit_grants(_root: Any, info: GraphQLResolveInfo, input: dict) -> dict[str, Any]:
+    """The customer's grants, newest first, a page at a time (GetCreditGrantsInput.paging).
+
+    GetCreditGrantsInput has no sorting: newest first is the order Stigg's UI lists them
+    in (assumed). Without paging.first a page holds DEFAULT_PAGE_SIZE grants (assumed).
+    """
     ctx = _context(info)
-    if input["customerId"] not in ctx.state.customers:
-        raise customer_not_found(input["customerId"])
+    _known_customer(ctx, input["customerId"])
     grants = [
         g
         for g in ctx.state.credit_grants.values()
@@ -414,47 +507,138 @@ def credit_grants(_root: Any, info: GraphQLResolveInfo, input: dict) -> dict[str
         and input.get("currencyId") in (None, g.currency_id)
         and input.get("resourceId") in (None, g.resource_id)
     ]
-    grants.sort(key=lambda g: (g.created_at, g.sequence), reverse=True)
-    return _page(grants, input.get("paging") or {})
+    paging = dict(input.get("paging") or {})
+    if paging.get("first") is None and paging.get("last") is None:
+        paging["first"] = DEFAULT_PAGE_SIZE
+    return page(grants, _GRANTS_NEWEST_FIRST, paging)
+
+
+# --- subscription look-ups ----------------------------------------------------------------
 
 
 def get_active_subscriptions(_root: Any, info: GraphQLResolveInfo, input: dict) -> list[Any]:
+    """ACTIVE and IN_TRIAL subscriptions, newest first.
+
+    Stigg's docs: without resourceId the customer's global subscriptions (no resource);
+    with resourceId / resourceIds those of the resources named.
+    """
     ctx = _context(info)
-    if input["customerId"] not in ctx.state.customers:
-        raise customer_not_found(input["customerId"])
+    customer = _known_customer(ctx, input["customerId"])
     wanted_resources = set(input.get("resourceIds") or [])
     if input.get("resourceId") is not None:
         wanted_resources.add(input["resourceId"])
-    live = [
-        (s.created_at, position, s)
-        for position, s in enumerate(ctx.state.subscriptions.values())
-        if s.customer.customer_id == input["customerId"]
-        and s.status in LIVE_SUBSCRIPTION_STATUSES
-        and (not wanted_resources or s.resource_id in wanted_resources)
+    active = [
+        s
+        for s in customer.subscriptions
+        if s.status in ACTIVE_STATUSES
+        and (s.resource_id in wanted_resources if wanted_resources else s.resource is None)
     ]
-    # Newest first; creation order breaks ties within one clock tick.
-    return [s for _, _, s in sorted(live, key=lambda item: item[:2], reverse=True)]
+    return sorted(active, key=lambda s: s.sequence, reverse=True)
 
 
-def _page(grants: list[CreditGrant], paging: dict[str, Any]) -> dict[str, Any]:
-    """Forward cursor paging; a cursor is the grantId of the edge it belongs to."""
-    start = 0
-    after = paging.get("after")
-    if after is not None:
-        ids = [g.grant_id for g in grants]
-        start = ids.index(after) + 1 if after in ids else len(grants)
-    size = paging.get("first") or DEFAULT_PAGE_SIZE
-    window = grants[start : start + size]
-    return {
-        "edges": [{"cursor": g.grant_id, "node": g} for g in window],
-        "pageInfo": {
-            "startCursor": window[0].grant_id if window else None,
-            "endCursor": window[-1].grant_id if window else None,
-            "hasNextPage": start + size < len(grants),
-            "hasPreviousPage": start > 0,
-        },
-        "totalCount": len(grants),
-    }
+CUSTOMER_FILTER = Entity(
+    "CustomerSubscriptionFilterCustomerFilter",
+    {
+        "customerId": Field(lambda c: c.customer_id, STRING),
+        "refId": Field(lambda c: c.customer_id, STRING),
+        "name": Field(lambda c: c.name, STRING),
+        "email": Field(lambda c: c.email, STRING),
+        "salesforceId": Field(lambda c: c.salesforce_id, STRING),
+        "billingId": Field(lambda c: c.billing_id, STRING),
+        "crmId": Field(lambda c: c.crm_id, STRING),
+        "awsMarketplaceCustomerId": Field(lambda c: c.aws_marketplace_customer_id, STRING),
+        "id": Field(lambda c: c.id, UUID),
+        "environmentId": Field(lambda c: c.environment_id, UUID),
+        "createdAt": Field(lambda c: c.created_at, DATE),
+        "updatedAt": Field(lambda c: c.updated_at, DATE),
+        "deletedAt": Field(lambda c: c.deleted_at, DATE),
+    },
+)
+RESOURCE_FILTER = Entity(
+    "CustomerSubscriptionFilterCustomerResourceFilter",
+    {
+        "resourceId": Field(lambda r: r.resource_id, STRING),
+        "environmentId": Field(lambda r: r.environment_id, UUID),
+        "createdAt": Field(lambda r: r.created_at, DATE),
+    },
+)
+PLAN_FILTER = Entity(
+    "CustomerSubscriptionFilterPlanFilter",
+    {
+        "refId": Field(lambda p: p.ref_id, STRING),
+        "displayName": Field(lambda p: p.display_name, STRING),
+        "id": Field(lambda p: p.id, UUID),
+        "environmentId": Field(lambda p: p.environment_id, UUID),
+        "pricingType": Field(lambda p: p.pricing_type, ENUM),
+        "status": Field(lambda p: p.status, ENUM),
+        "isLatest": Field(lambda p: p.is_latest, BOOLEAN),
+        "versionNumber": Field(lambda p: p.version_number, NUMBER),
+    },
+)
+# Dates a subscription can be filtered and sorted by.
+_SUBSCRIPTION_DATES = {
+    "createdAt": lambda s: s.created_at,
+    "startDate": lambda s: s.start_date,
+    "endDate": lambda s: s.end_date,
+    "cancellationDate": lambda s: s.cancellation_date,
+    "effectiveEndDate": lambda s: s.effective_end_date,
+    "trialEndDate": lambda s: s.trial_end_date,
+    "currentBillingPeriodStart": lambda s: s.current_billing_period_start,
+    "currentBillingPeriodEnd": lambda s: s.current_billing_period_end,
+}
+SUBSCRIPTION_FILTER = Entity(
+    "CustomerSubscriptionFilter",
+    {
+        "subscriptionId": Field(lambda s: s.subscription_id, STRING),
+        "refId": Field(lambda s: s.subscription_id, STRING),
+        "status": Field(lambda s: s.status, ENUM),
+        "cancelReason": Field(lambda s: s.cancel_reason, ENUM),
+        "paymentCollection": Field(lambda s: s.payment_collection, ENUM),
+        "pricingType": Field(lambda s: s.pricing_type, ENUM),
+        "salesforceId": Field(lambda s: s.salesforce_id, STRING),
+        "billingId": Field(lambda s: None, STRING),
+        "crmId": Field(lambda s: None, STRING),
+        "id": Field(lambda s: s.id, UUID),
+        "customerId": Field(lambda s: s.customer.id, UUID),
+        "environmentId": Field(lambda s: s.environment_id, UUID),
+        **{name: Field(get, DATE) for name, get in _SUBSCRIPTION_DATES.items()},
+    },
+    relations={
+        "customer": (lambda s: s.customer, CUSTOMER_FILTER),
+        "resource": (lambda s: s.resource, RESOURCE_FILTER),
+        "plan": (lambda s: s.plan, PLAN_FILTER),
+    },
+)
+
+
+def _subscription_ordering(sorting: list[dict[str, Any]]) -> Ordering:
+    keys = sort_keys(sorting, _SUBSCRIPTION_DATES, "CustomerSubscription")
+    return Ordering(keys=keys, sequence=lambda s: s.sequence)
+
+
+def customer_subscriptions(
+    _root: Any, info: GraphQLResolveInfo, filter: dict, paging: dict, sorting: list[dict]
+) -> dict[str, Any]:
+    """Subscriptions of the environment matching `filter`, as a connection.
+
+    The arguments' defaults are Stigg's (schema.graphql): no filter, the first 10,
+    newest first. An explicit null means none: no filter, no page limit, no order but
+    creation.
+    """
+    ctx = _context(info)
+    ordering = _subscription_ordering(sorting or [])
+    found = [
+        s for s in ctx.state.subscriptions.values() if matches(SUBSCRIPTION_FILTER, s, filter or {})
+    ]
+    return page(found, ordering, paging or {})
+
+
+def customer_subscriptions_field(
+    customer: Customer, _info: GraphQLResolveInfo, filter: dict, sorting: list[dict]
+) -> list[Subscription]:
+    """`Customer.subscriptions`: by default ACTIVE and IN_TRIAL, newest first."""
+    found = [s for s in customer.subscriptions if matches(SUBSCRIPTION_FILTER, s, filter or {})]
+    return _subscription_ordering(sorting or []).sort(found)
 
 
 # --- non-root fields that are not plain attributes ---------------------------------------
@@ -471,6 +655,7 @@ FIELD_RESOLVERS = {
         "getCustomerByRefId": get_customer_by_ref_id,
         "creditGrants": credit_grants,
         "getActiveSubscriptions": get_active_subscriptions,
+        "customerSubscriptions": customer_subscriptions,
     },
     "Mutation": {
         "provisionCustomer": provision_customer,
@@ -478,5 +663,6 @@ FIELD_RESOLVERS = {
         "provisionSubscriptionV2": provision_subscription_v2,
         "createCreditGrant": create_credit_grant,
     },
+    "Customer": {"subscriptions": customer_subscriptions_field},
     "Plan": {"compatibleAddons": plan_compatible_addons},
 }

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask, Response, request
@@ -24,14 +25,22 @@ from gunicorn.app.base import BaseApplication
 from sandbox.catalog import describe_catalog, load_catalog
 from sandbox.faults import (
     NON_JSON_BODY,
+    RATE_LIMIT_BODY,
     FaultInjector,
     FaultRule,
     FaultRuleError,
     graphql_error_body,
     status_response,
 )
-from sandbox.graphql_api import PreparedRequest, execute, prepare, sandbox_schema
-from sandbox.resolvers import SandboxContext
+from sandbox.graphql_api import (
+    PreparedRequest,
+    execute,
+    mutation_customers,
+    prepare,
+    sandbox_schema,
+)
+from sandbox.limits import LimitSettings, LimitSettingsError, RateLimiter
+from sandbox.resolvers import UNKNOWN_CUSTOMER_ANSWERS, SandboxContext, SandboxSettings
 from sandbox.state import SandboxState
 from sandbox.stats import RequestStats
 
@@ -92,6 +101,26 @@ def _api_keys_from_env() -> frozenset[str]:
     return keys or frozenset(DEFAULT_API_KEYS)
 
 
+def _settings_from_env() -> SandboxSettings:
+    answer = os.environ.get("SANDBOX_UNKNOWN_CUSTOMER", "error").strip().lower()
+    if answer not in UNKNOWN_CUSTOMER_ANSWERS:
+        raise ValueError(
+            f"SANDBOX_UNKNOWN_CUSTOMER must be one of {list(UNKNOWN_CUSTOMER_ANSWERS)}, "
+            f"not {answer!r}"
+        )
+    return SandboxSettings(unknown_customer=answer)
+
+
+def _updated_settings(settings: SandboxSettings, raw: Any) -> SandboxSettings:
+    """The settings with a POST /_admin/settings body applied; ValueError if it is wrong."""
+    if not isinstance(raw, dict) or raw.keys() - {"unknownCustomer"}:
+        raise ValueError('send {"unknownCustomer": "error" | "null"}')
+    answer = raw.get("unknownCustomer", settings.unknown_customer)
+    if answer not in UNKNOWN_CUSTOMER_ANSWERS:
+        raise ValueError(f"unknownCustomer must be one of {list(UNKNOWN_CUSTOMER_ANSWERS)}")
+    return SandboxSettings(unknown_customer=answer)
+
+
 class Sandbox:
     """Everything one sandbox instance holds; lives in app.extensions["stigg_sandbox"]."""
 
@@ -109,7 +138,11 @@ class Sandbox:
         }
         self.faults = FaultInjector(known_operations=frozenset(root_fields))
         self.faults.add_from_env(os.environ.get("SANDBOX_FAULTS"))
-        self.context = SandboxContext(self.state, self.catalog)
+        # What /_admin/reset goes back to: the settings the sandbox started with.
+        self.startup_settings = _settings_from_env()
+        self.startup_limits = LimitSettings.from_env(dict(os.environ), sorted(root_fields))
+        self.limiter = RateLimiter(self.startup_limits)
+        self.context = SandboxContext(self.state, self.catalog, replace(self.startup_settings))
 
     def is_authorised(self, api_key: str | None) -> bool:
         if not api_key:
@@ -122,6 +155,13 @@ class Sandbox:
         self.state.reset()
         self.stats.reset()
         self.faults.clear()
+        self.limiter.configure(self.startup_limits)
+        self.limiter.clear()
+        self.set_settings(self.startup_settings)
+
+    def set_settings(self, settings: SandboxSettings) -> None:
+        with self.state.lock:  # not while an operation reads them
+            self.context.settings.unknown_customer = settings.unknown_customer
 
     def handle_graphql(self) -> Response:
         payload = request.get_json(silent=True)
@@ -151,6 +191,12 @@ class Sandbox:
 
         if prepared.rejection is not None:
             return _json_response(prepared.rejection.body, prepared.rejection.status)
+        # Faults first, then Stigg's rate limits: a request a fault answered never reached
+        # the limiter, and one the limiter refuses executes nothing.
+        refusal = self.limiter.admit(root_names, mutation_customers(prepared))
+        if refusal is not None:
+            self.stats.record_rate_limited(root_names)
+            return _json_response(RATE_LIMIT_BODY, 429)
         outcome = execute(prepared, self.context)
         self.stats.record_outcome(outcome.succeeded, outcome.failed)
 
@@ -196,6 +242,9 @@ def create_app(catalog_path: str | None = None, api_keys: Iterable[str] | None =
 
     api_keys: accepted X-API-KEY values; default from SANDBOX_API_KEYS (comma-separated),
     else "sandbox". SANDBOX_FAULTS (a JSON list of rules) pre-loads fault rules.
+    SANDBOX_RATE_LIMITS (on|off, default on) and SANDBOX_RATE_WINDOW_S (default 60) set
+    Stigg's rate limits; SANDBOX_UNKNOWN_CUSTOMER (error|null, default error) what
+    getCustomerByRefId answers for an unknown ID. A bad value stops start-up.
     """
     app = Flask("sandbox")
     sandbox = Sandbox(catalog_path, api_keys)
@@ -239,6 +288,32 @@ def create_app(catalog_path: str | None = None, api_keys: Iterable[str] | None =
     def reset() -> Response:
         sandbox.reset()
         return _json_response({"status": "reset"})
+
+    @app.get("/_admin/limits")
+    def get_limits() -> Response:
+        return _json_response(sandbox.limiter.settings.to_json())
+
+    @app.post("/_admin/limits")
+    def set_limits() -> Response:
+        try:
+            settings = sandbox.limiter.settings.updated(request.get_json(silent=True))
+        except LimitSettingsError as error:
+            return _json_response({"error": str(error)}, 400)
+        sandbox.limiter.configure(settings)
+        return _json_response(settings.to_json())
+
+    @app.get("/_admin/settings")
+    def get_settings() -> Response:
+        return _json_response(sandbox.context.settings.to_json())
+
+    @app.post("/_admin/settings")
+    def set_settings() -> Response:
+        try:
+            settings = _updated_settings(sandbox.context.settings, request.get_json(silent=True))
+        except ValueError as error:
+            return _json_response({"error": str(error)}, 400)
+        sandbox.set_settings(settings)
+        return _json_response(settings.to_json())
 
     @app.get("/_admin/stats")
     def stats() -> Response:

@@ -15,7 +15,8 @@ class RequestStats:
     read (before auth, faults or validation). `executed` counts root fields whose
     resolver ran and succeeded: for a mutation, the change took effect in the state.
     `rejected` counts root fields whose resolver raised a Stigg error. `faults` counts
-    fired fault rules by kind.
+    fired fault rules by kind. `rateLimited` counts, per root field, requests refused with
+    429 by Stigg's rate limits (limits.py).
     """
 
     def __init__(self) -> None:
@@ -29,6 +30,7 @@ class RequestStats:
             self.executed: Counter[str] = Counter()
             self.rejected: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
+            self.rate_limited: Counter[str] = Counter()
 
     def record_received(self, root_fields: Iterable[str]) -> None:
         with self._lock:
@@ -39,6 +41,10 @@ class RequestStats:
         with self._lock:
             self.executed.update(succeeded)
             self.rejected.update(failed)
+
+    def record_rate_limited(self, root_fields: Iterable[str]) -> None:
+        with self._lock:
+            self.rate_limited.update(root_fields)
 
     def record_fault(self, kind: str) -> None:
         with self._lock:
@@ -52,4 +58,5 @@ class RequestStats:
                 "executed": dict(self.executed),
                 "rejected": dict(self.rejected),
                 "faults": dict(self.faults),
+                "rateLimited": dict(self.rate_limited),
             }

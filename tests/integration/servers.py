@@ -85,13 +85,31 @@ class SandboxControl:
     def state(self) -> dict:
         return requests.get(f"{self.base_url}/_admin/state", timeout=5).json()
 
+    def limits(self) -> dict:
+        return requests.get(f"{self.base_url}/_admin/limits", timeout=5).json()
+
+    def set_limits(self, **settings) -> dict:
+        """Change Stigg's rate limits (enabled, windowSeconds, perOperation, perEntity);
+        reset() restores the start-up ones."""
+        response = requests.post(f"{self.base_url}/_admin/limits", json=settings, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def set_unknown_customer(self, answer: str) -> None:
+        """What getCustomerByRefId answers for an unknown ID: "error" or "null"."""
+        requests.post(
+            f"{self.base_url}/_admin/settings", json={"unknownCustomer": answer}, timeout=5
+        ).raise_for_status()
+
 
 @contextmanager
 def sandbox_process():
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"SANDBOX_API_KEYS": f"sandbox,{STIGG_KEY}"}
+    # Stigg's rate limits off: the session sends many fast requests for one customer.
+    # A test that wants them turns them on with set_limits(); reset() turns them off again.
+    env = {"SANDBOX_API_KEYS": f"sandbox,{STIGG_KEY}", "SANDBOX_RATE_LIMITS": "off"}
     with running(command, health_url=f"{base_url}/healthz", env=env):
         yield SandboxControl(base_url)
 

@@ -48,6 +48,8 @@ def test_a_second_opportunity_for_the_same_account_updates_the_customer(service,
 
 
 def test_a_subscription_creates_a_missing_customer_first(service, sandbox):
+    # No payment method: Stigg's default, CHARGE, needs a card the new customer does not
+    # have, so the answer is PAYMENT_REQUIRED with a checkout URL (still a success).
     response = service.post(
         "create-subscription",
         {
@@ -60,8 +62,14 @@ def test_a_subscription_creates_a_missing_customer_first(service, sandbox):
     )
 
     assert response.status_code == 200, response.text
-    assert response.json()["status"] == "SUCCESS"
+    assert response.json()["status"] == "PAYMENT_REQUIRED"
+    assert response.json()["checkoutUrl"].startswith("https://")
     assert [c["customerId"] for c in sandbox.state()["customers"]] == [ACCOUNT_WITH_EMAIL]
+    [subscription] = sandbox.state()["subscriptions"]
+    assert (subscription["status"], subscription["paymentCollectionMethod"]) == (
+        "PAYMENT_PENDING",
+        "CHARGE",
+    )
 
 
 @pytest.mark.parametrize(
@@ -154,3 +162,20 @@ def test_without_email_keeps_the_email_stigg_has(service, sandbox):
     assert response.status_code == 200
     [customer] = sandbox.state()["customers"]
     assert (customer["name"], customer["email"]) == ("Globex 2", "g@globex.io")
+
+
+@pytest.mark.parametrize("answer", ["error", "null"])
+def test_an_unknown_customer_is_created_whichever_way_stigg_says_unknown(service, sandbox, answer):
+    # Stigg may answer getCustomerByRefId for an unknown ID with CustomerNotFound or null.
+    sandbox.set_unknown_customer(answer)  # the clean_sandbox reset restores "error"
+
+    response = service.post(
+        "create-customer-without-email",
+        {"salesforceAccountId": ACCOUNT_WITHOUT_EMAIL, "customerName": "Globex"},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] is True
+    stats = sandbox.stats()
+    assert stats["executed"]["provisionCustomer"] == 1
+    assert stats["rejected"].get("getCustomerByRefId", 0) == (1 if answer == "error" else 0)

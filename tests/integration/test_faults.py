@@ -220,10 +220,56 @@ def test_logs_are_json_lines_about_the_request_and_never_hold_a_secret(
         assert secret not in text
 
 
-@pytest.mark.parametrize("rule", [{"kind": "drop_after"}, {"kind": "status", "status": 502}])
-def test_a_subscription_whose_answer_was_lost_is_provisioned_once(service, sandbox, customer, rule):
+# After an answer is lost the service looks the subscription up, and must find it whatever
+# its status. Through getActiveSubscriptions (ACTIVE and IN_TRIAL only, as Stigg documents
+# it) the service misses a payment-pending or a scheduled one and provisions it again
+# (issue 12); the lead's look-up through customerSubscriptions fixes that, and these xfails
+# then XPASS (strict), the signal to drop the marker. A 502 comes before execution here, so
+# nothing is there to find and the retry creates it once.
+_LOOK_UP_BY_STATUS = pytest.mark.xfail(
+    strict=True, reason="service: look-up by status (issue 12), see lead"
+)
+_PAYMENT_PENDING = {}  # Stigg's default method, CHARGE, and no card on file
+_SCHEDULED = {"paymentCollectionMethod": "INVOICE", "startDate": "2099-01-01"}
+_ACTIVE = {"paymentCollectionMethod": "INVOICE"}
+LOST_ANSWERS = [
+    pytest.param({"kind": "drop_after"}, _ACTIVE, "ACTIVE", id="drop_after-active"),
+    pytest.param(
+        {"kind": "drop_after"},
+        _PAYMENT_PENDING,
+        "PAYMENT_PENDING",
+        id="drop_after-payment-pending",
+        marks=_LOOK_UP_BY_STATUS,
+    ),
+    pytest.param(
+        {"kind": "drop_after"},
+        _SCHEDULED,
+        "NOT_STARTED",
+        id="drop_after-scheduled",
+        marks=_LOOK_UP_BY_STATUS,
+    ),
+    pytest.param({"kind": "status", "status": 502}, _ACTIVE, "ACTIVE", id="502-active"),
+    pytest.param(
+        {"kind": "status", "status": 502},
+        _PAYMENT_PENDING,
+        "PAYMENT_PENDING",
+        id="502-payment-pending",
+    ),
+    pytest.param({"kind": "status", "status": 502}, _SCHEDULED, "NOT_STARTED", id="502-scheduled"),
+]
+
+
+@pytest.mark.parametrize(("rule", "extra", "status"), LOST_ANSWERS)
+def test_a_subscription_whose_answer_was_lost_is_provisioned_once(
+    service, sandbox, customer, rule, extra, status
+):
     sandbox.inject({**rule, "count": 1, "operations": ["provisionSubscriptionV2"]})
-    body = {"salesforceAccountId": ACCOUNT, "planId": "plan-pro", "billingPeriod": "monthly"}
+    body = {
+        "salesforceAccountId": ACCOUNT,
+        "planId": "plan-pro",
+        "billingPeriod": "monthly",
+        **extra,
+    }
     key = {"Idempotency-Key": f"opp-3-createSubscription-{uuid.uuid4()}"}
 
     first = service.post("create-subscription", body, headers=key)
@@ -236,5 +282,22 @@ def test_a_subscription_whose_answer_was_lost_is_provisioned_once(service, sandb
     assert retry.status_code == 200, retry.text
     executed = sandbox.stats()["executed"]["provisionSubscriptionV2"]
     assert executed == 1
-    [live] = [s for s in sandbox.state()["subscriptions"] if s["status"] == "ACTIVE"]
-    assert retry.json()["stiggSubscriptionId"] == live["subscriptionId"]
+    [created] = sandbox.state()["subscriptions"]
+    assert created["status"] == status
+    assert retry.json()["stiggSubscriptionId"] == created["subscriptionId"]
+
+
+def test_stiggs_own_rate_limit_reaches_flow_as_a_retryable_429(service, sandbox, service_log):
+    # The sandbox's real limiter, not an injected fault: no look-up gets through.
+    sandbox.set_limits(enabled=True, perOperation={"getCustomerByRefId": 0})
+
+    response = service.post("create-customer-without-email", CUSTOMER)
+
+    assert response.status_code == 429, response.text
+    assert response.json()["code"] == "STIGG_RATE_LIMITED"
+    assert response.json()["retryable"] is True
+    attempts = service_log.get(response.headers["X-Request-Id"])["attempts"]
+    stats = sandbox.stats()
+    # At least: a request an earlier test left sleeping in an injected delay may land here.
+    assert stats["rateLimited"]["getCustomerByRefId"] >= attempts >= 1
+    assert "provisionCustomer" not in stats["received"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,48 @@ class StiggCaller:
         return self.ok("GrantCredits", {**base, **input})["createCreditGrant"]
 
 
+class FakeClock:
+    """The sandbox state's clock, moved by hand: time-based transitions without sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 @pytest.fixture
-def app():
+def app(monkeypatch):
+    # The sandbox's own defaults, whatever the environment running the tests says.
+    for name in (
+        "SANDBOX_FAULTS",
+        "SANDBOX_RATE_LIMITS",
+        "SANDBOX_RATE_WINDOW_S",
+        "SANDBOX_UNKNOWN_CUSTOMER",
+    ):
+        monkeypatch.delenv(name, raising=False)
     return create_app(api_keys=[API_KEY])
+
+
+@pytest.fixture
+def sandbox(app):
+    """The Sandbox object behind the app (state, limiter, settings)."""
+    return app.extensions["stigg_sandbox"]
+
+
+@pytest.fixture
+def clock(sandbox) -> FakeClock:
+    """Replace the state's clock: records read "now" from it, so they follow it."""
+    fake = FakeClock(datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
+    sandbox.state.clock = fake
+    return fake
 
 
 @pytest.fixture

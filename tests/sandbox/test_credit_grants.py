@@ -139,3 +139,65 @@ def test_listing_for_unknown_customer_is_customer_not_found(stigg):
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "CustomerNotFound"
     assert body["errors"][0]["path"] == ["creditGrants"]
+
+
+def test_a_customer_with_150_grants_can_be_paged_with_cursors(stigg, admin, customer):
+    # More mutations for one customer than Stigg's 30 a minute: switch the limits off.
+    admin.post("/_admin/limits", json={"enabled": False})
+    for n in range(150):
+        stigg.grant(displayName=f"grant {n}", additionalMetaData={"key": f"key-{n}"})
+
+    pages, seen, after = [], [], None
+    while True:
+        paging = {"first": 100} if after is None else {"first": 100, "after": after}
+        result = list_grants(stigg, currencyId="cred-type-ai-tokens", paging=paging)
+        assert result["totalCount"] == 150
+        pages.append(len(result["edges"]))
+        seen += [edge["node"]["additionalMetaData"]["key"] for edge in result["edges"]]
+        if not result["pageInfo"]["hasNextPage"]:
+            break
+        after = result["pageInfo"]["endCursor"]
+        assert after == result["edges"][-1]["cursor"]
+
+    assert pages == [100, 50]
+    assert seen == [f"key-{n}" for n in reversed(range(150))]  # newest first, none twice
+
+
+def test_a_cursor_holds_its_place_when_grants_are_added(stigg, customer):
+    for n in range(3):
+        stigg.grant(displayName=f"grant {n}")
+    first = list_grants(stigg, paging={"first": 2})
+    stigg.grant(displayName="newest")
+    rest = list_grants(stigg, paging={"first": 2, "after": first["pageInfo"]["endCursor"]})
+    assert [e["node"]["displayName"] for e in rest["edges"]] == ["grant 0"]
+    assert rest["pageInfo"]["hasNextPage"] is False
+    assert rest["totalCount"] == 4
+
+
+def test_an_invalid_cursor_is_bad_user_input(stigg, customer):
+    body = stigg.post(
+        LIST_GRANTS, {"input": {"customerId": "cust-1", "paging": {"after": "grant-123"}}}
+    ).get_json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"] == {"code": "BadUserInput", "isValidationError": True}
+
+
+def test_paid_grant_charged_without_awaiting_confirmation_settles_by_the_next_request(
+    stigg, admin, customer
+):
+    grant = stigg.grant(
+        grantType="PAID",
+        paymentCollectionMethod="CHARGE",
+        cost={"amount": 10, "currency": "USD"},
+        awaitPaymentConfirmation=False,
+    )
+    assert grant["status"] == "PAYMENT_PENDING"
+    [listed] = admin.get("/_admin/state").get_json()["creditGrants"]
+    assert (listed["status"], listed["paymentCollection"]) == ("ACTIVE", "NOT_REQUIRED")
+
+
+def test_paid_grant_charged_awaiting_confirmation_by_default_is_active_at_once(stigg, customer):
+    grant = stigg.grant(
+        grantType="PAID", paymentCollectionMethod="CHARGE", cost={"amount": 10, "currency": "USD"}
+    )
+    assert grant["status"] == "ACTIVE"

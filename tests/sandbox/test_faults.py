@@ -100,6 +100,33 @@ def test_bad_rules_are_400(admin, rule):
     assert admin.post("/_admin/faults", json=[rule]).status_code == 400
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("CUSTOMER_NOT_FOUND", id="docs-screaming-case"),
+        pytest.param("customerNotFound", id="wrong-case"),
+        pytest.param("RateLimited", id="invented"),
+        pytest.param("BAD_REQUEST", id="apollo-code-not-in-the-list"),
+        pytest.param(429, id="not-a-string"),
+    ],
+)
+def test_graphql_error_codes_stigg_never_sends_are_400(admin, code):
+    response = admin.post("/_admin/faults", json=[{"kind": "graphql_error", "code": code}])
+    assert response.status_code == 400
+    assert "ErrorCode" in response.get_json()["error"]
+    assert admin.get("/_admin/faults").get_json() == {"faults": []}
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["CustomerNotFound", "ObjectAlreadyBeingUsedByAnotherRequestError", "UNAUTHENTICATED"],
+)
+def test_graphql_error_codes_stigg_sends_are_accepted(stigg, admin, code):
+    add_faults(admin, {"kind": "graphql_error", "code": code, "count": 1})
+    error = stigg.document("GrantCredits", GRANT).get_json()["errors"][0]
+    assert error["extensions"]["code"] == code
+
+
 def test_percent_zero_never_fires_and_hundred_always_does(stigg, admin):
     add_faults(admin, {"kind": "status", "status": 503, "percent": 0})
     assert stigg.document("GrantCredits", GRANT).status_code == 200
@@ -211,6 +238,7 @@ def test_reset_clears_state_counters_and_faults(stigg, admin):
         "executed": {},
         "rejected": {},
         "faults": {},
+        "rateLimited": {},
     }
     assert admin.get("/_admin/state").get_json() == {
         "customers": [],

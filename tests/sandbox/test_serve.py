@@ -29,7 +29,8 @@ def free_loopback_port() -> int:
 def base_url():
     port = free_loopback_port()
     env = {**os.environ, "SANDBOX_API_KEYS": API_KEY}
-    env.pop("SANDBOX_FAULTS", None)
+    for name in ("SANDBOX_FAULTS", "SANDBOX_RATE_LIMITS", "SANDBOX_RATE_WINDOW_S"):
+        env.pop(name, None)  # the sandbox's defaults: Stigg's rate limits on
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -118,3 +119,23 @@ def test_a_slow_request_does_not_block_others(sandbox_url):
     assert call(sandbox_url, "GetCustomer", {"customerId": "cust-1"}).status_code == 200
     assert time.monotonic() - started < 1.0
     slow.join()
+
+
+def test_rate_limited_requests_are_429_over_real_http(sandbox_url):
+    # sandbox_url's reset restores the start-up limits (on) before the next test.
+    requests.post(
+        f"{sandbox_url}/_admin/limits",
+        json={"perOperation": {"createCreditGrant": 2}},
+        timeout=5,
+    ).raise_for_status()
+    assert [call(sandbox_url, "GrantCredits", GRANT).status_code for _ in range(2)] == [200, 200]
+
+    refused = call(sandbox_url, "GrantCredits", GRANT)
+
+    assert refused.status_code == 429
+    assert refused.headers["Content-Type"] == "application/json"
+    assert "Retry-After" not in refused.headers
+    assert refused.json() == {"error": "rate_limit_exceeded", "message": "Too many requests"}
+    stats = requests.get(f"{sandbox_url}/_admin/stats", timeout=5).json()
+    assert stats["rateLimited"] == {"createCreditGrant": 1}
+    assert stats["executed"]["createCreditGrant"] == 2
