@@ -101,7 +101,9 @@ def cmd_serve(args) -> int:
     sandbox_process = None
     try:
         port = args.port or port_setting(os.environ, "PORT", 8080)
-        sandbox_port = args.sandbox_port or port_setting(os.environ, "SANDBOX_PORT", 8090)
+        sandbox_port = args.sandbox_port or port_setting(
+            os.environ, "SANDBOX_PORT", DEFAULT_SANDBOX_PORT
+        )
         if use_sandbox:
             os.environ["STIGG_API_URL"] = f"http://127.0.0.1:{sandbox_port}/graphql"
             if not os.environ.get("ACTIONS_API_KEYS"):
@@ -176,7 +178,11 @@ def cmd_worker(args) -> int:
 
 
 def cmd_log(args) -> int:
-    store = _open_store()
+    try:
+        store = _open_store()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.entry:
         entry = store.log.get(args.entry)
         if entry is None:
@@ -295,7 +301,7 @@ def local_sandbox_environment(environ) -> dict[str, str]:
     the `make run` beside them without any export by hand."""
     if environ.get("STIGG_API_KEY") or environ.get("STIGG_API_URL"):
         return {}
-    port = environ.get("SANDBOX_PORT", "").strip() or str(DEFAULT_SANDBOX_PORT)
+    port = port_setting(environ, "SANDBOX_PORT", DEFAULT_SANDBOX_PORT)
     return {"STIGG_API_URL": f"http://127.0.0.1:{port}/graphql"}
 
 

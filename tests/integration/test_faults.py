@@ -221,14 +221,10 @@ def test_logs_are_json_lines_about_the_request_and_never_hold_a_secret(
 
 
 # After an answer is lost the service looks the subscription up, and must find it whatever
-# its status. Through getActiveSubscriptions (ACTIVE and IN_TRIAL only, as Stigg documents
-# it) the service misses a payment-pending or a scheduled one and provisions it again
-# (issue 12); the lead's look-up through customerSubscriptions fixes that, and these xfails
-# then XPASS (strict), the signal to drop the marker. A 502 comes before execution here, so
-# nothing is there to find and the retry creates it once.
-_LOOK_UP_BY_STATUS = pytest.mark.xfail(
-    strict=True, reason="service: look-up by status (issue 12), see lead"
-)
+# its status: customerSubscriptions with the statuses named (getActiveSubscriptions, ACTIVE
+# and IN_TRIAL only as Stigg documents it, missed payment-pending and scheduled ones and
+# provisioned them again). A 502 comes before execution here, so nothing is there to find
+# and the retry creates it once.
 _PAYMENT_PENDING = {}  # Stigg's default method, CHARGE, and no card on file
 _SCHEDULED = {"paymentCollectionMethod": "INVOICE", "startDate": "2099-01-01"}
 _ACTIVE = {"paymentCollectionMethod": "INVOICE"}
@@ -239,14 +235,12 @@ LOST_ANSWERS = [
         _PAYMENT_PENDING,
         "PAYMENT_PENDING",
         id="drop_after-payment-pending",
-        marks=_LOOK_UP_BY_STATUS,
     ),
     pytest.param(
         {"kind": "drop_after"},
         _SCHEDULED,
         "NOT_STARTED",
         id="drop_after-scheduled",
-        marks=_LOOK_UP_BY_STATUS,
     ),
     pytest.param({"kind": "status", "status": 502}, _ACTIVE, "ACTIVE", id="502-active"),
     pytest.param(

@@ -72,10 +72,6 @@ SAMPLES: dict[str, list[dict]] = {
     "ProvisionCustomer": [{"input": CUSTOMER}],
     "UpdateCustomer": [{"input": {k: v for k, v in CUSTOMER.items() if k != "email"}}],
     "ProvisionSubscription": [{"input": SUBSCRIPTION}],
-    "ActiveSubscriptions": [
-        {"input": {"customerId": CUSTOMER["customerId"]}},
-        {"input": {"customerId": CUSTOMER["customerId"], "resourceId": "workspace-1"}},
-    ],
     "CustomerSubscriptions": [
         {"filter": LOOKUP_FILTER, "paging": {"first": 50}},
         {
@@ -148,18 +144,26 @@ def test_the_whole_service_flow_with_full_variables(stigg, admin):
         "isScheduled": False,
         "subscription": {"subscriptionId": "sub-006Dn00000OPPORTU", "status": "IN_TRIAL"},
     }
-    live = stigg.ok(
-        "ActiveSubscriptions", {"customerId": CUSTOMER["customerId"], "resourceId": "workspace-1"}
-    )
-    assert live == {
-        "getActiveSubscriptions": [
-            {
+    found = stigg.post(
+        service_document("CustomerSubscriptions"),
+        {
+            "filter": {**LOOKUP_FILTER, "resource": {"resourceId": {"eq": "workspace-1"}}},
+            "paging": {"first": 50},
+        },
+    ).get_json()
+    connection = found["data"]["customerSubscriptions"]
+    assert connection["edges"] == [
+        {
+            "node": {
                 "subscriptionId": "sub-006Dn00000OPPORTU",
                 "status": "IN_TRIAL",
+                "startDate": SUBSCRIPTION["startDate"],
                 "additionalMetaData": {"opportunityId": "006Dn00000OPPORTU"},
+                "resource": {"resourceId": "workspace-1"},
             }
-        ]
-    }
+        }
+    ]
+    assert connection["pageInfo"]["hasNextPage"] is False
 
     grant = stigg.ok("GrantCredits", GRANT)["createCreditGrant"]
     assert grant["status"] == "ACTIVE"
@@ -185,7 +189,7 @@ def test_the_whole_service_flow_with_full_variables(stigg, admin):
         "provisionSubscriptionV2": 1,
         "createCreditGrant": 1,
         "creditGrants": 1,
-        "getActiveSubscriptions": 1,
+        "customerSubscriptions": 1,
     }
 
 
