@@ -17,6 +17,7 @@ from app.openapi import build_spec
 from app.pipeline import register_actions
 from app.request_context import clear_request_id, new_request_id
 from app.stigg import StiggClient
+from app.stigg.rate_limit import RateLimiter
 from app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,17 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["settings"] = settings
+    # The store first: a bad DATABASE_URL is refused by it, with its message.
+    app.extensions["store"] = store = _open_store(settings)
     app.extensions["stigg"] = StiggClient(
         api_url=settings.stigg_api_url,
         api_key=settings.stigg_api_key,
         timeout_s=settings.stigg_timeout_s,
         deadline_s=settings.stigg_deadline_s,
         customer_url_template=settings.stigg_customer_url_template,
+        rate_limiter=_open_rate_limiter(settings),
     )
 
-    app.extensions["store"] = store = _open_store(settings)
     app.extensions["ledger"] = Ledger(
         store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s
     )
@@ -116,6 +119,17 @@ def _open_store(settings: Settings) -> Store:
         message = f"DATABASE_URL: {exc}"
         log.error("configuration error: %s", message)
         raise ConfigError(message) from exc
+
+
+def _open_rate_limiter(settings: Settings) -> RateLimiter:
+    """Stigg's rate budget, shared through the store's database (or Redis)."""
+    try:
+        return RateLimiter.from_settings(
+            settings, database_url=settings.database_url or default_database_url()
+        )
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        raise
 
 
 def _register_health(app: Flask, settings: Settings, store: Store) -> None:

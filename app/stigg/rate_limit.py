@@ -673,17 +673,20 @@ class RateLimiter:
         last = count - 1
         return max(0.0, free_at[last % limit] + (last // limit) * self._limits.window_s - now)
 
-    def stigg_rate_limited(self, operation: str, customer_id: str | None, *, cool_down_s: float):
-        """Stigg answered 429 to a call of `operation`: count it, and hold the windows the
-        call used for `cool_down_s`, so that every process sharing them backs off too."""
+    def stigg_rate_limited(self, operation: str) -> None:
+        """Count a 429 from Stigg (HTTP 429 or RateLimitExceeded) to a call of `operation`."""
         with self._counter_lock:
             self._stigg_429s[operation] += 1
-        if self._store is None or cool_down_s <= 0:
+
+    def cool_down(self, operation: str, customer_id: str | None, *, seconds: float) -> None:
+        """Hold the windows a call of `operation` uses for `seconds` (the call that Stigg
+        answered 429 is backing off that long), so every process sharing them waits too."""
+        if self._store is None or seconds <= 0:
             return
         keys = [limit.key for limit in self._limits_of(operation, customer_id)]
         try:
             now = self._clock()
-            self._store.hold(keys, now + cool_down_s, now)
+            self._store.hold(keys, now + seconds, now)
         except RateStoreError as error:
             log.warning("rate limiter unavailable: no cool-down", extra={"error": str(error)})
 

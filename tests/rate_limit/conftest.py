@@ -28,6 +28,30 @@ WINDOW_S = 60.0
 IN_FLIGHT_S = 10.0
 
 
+class FakeClock:
+    """Epoch seconds that move only when the limiter sleeps (or the test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture(scope="session")
 def redis_client():
     import redis

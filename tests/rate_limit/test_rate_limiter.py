@@ -15,33 +15,10 @@ from app.stigg.rate_limit import (
     RateLimiter,
     RateStoreError,
 )
+from tests.rate_limit.conftest import FakeClock
 
 WINDOW_S = 60.0
 IN_FLIGHT_S = 6.0
-
-
-class FakeClock:
-    """Epoch seconds that move only when the limiter sleeps (or the test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def limiter_with(clock: FakeClock, store=None, **limits) -> RateLimiter:
@@ -158,13 +135,16 @@ def test_a_call_still_in_flight_keeps_its_slot(clock):
     call(limiter, "provisionCustomer", "b")
 
 
-def test_stiggs_429s_are_counted_and_hold_the_callers_windows(clock):
+def test_stiggs_429s_are_counted_and_a_cool_down_holds_the_callers_windows(clock):
     limiter = limiter_with(clock)
 
-    limiter.stigg_rate_limited("createCreditGrant", "acme", cool_down_s=3)
-    limiter.stigg_rate_limited("getCustomerByRefId", "acme", cool_down_s=1)
+    limiter.stigg_rate_limited("createCreditGrant")
+    limiter.stigg_rate_limited("createCreditGrant")
+    limiter.stigg_rate_limited("getCustomerByRefId")
+    limiter.cool_down("createCreditGrant", "acme", seconds=3)
+    limiter.cool_down("getCustomerByRefId", "acme", seconds=1)
 
-    assert limiter.stigg_429s == {"createCreditGrant": 1, "getCustomerByRefId": 1}
+    assert limiter.stigg_429s == {"createCreditGrant": 2, "getCustomerByRefId": 1}
     # Everyone using the grant's window, or acme's, waits out the cool-down...
     for operation, customer in (("createCreditGrant", "globex"), ("provisionCustomer", "acme")):
         with pytest.raises(RateBudgetExhausted) as exhausted:
@@ -201,7 +181,8 @@ def test_switched_off_it_never_waits_but_still_counts_stiggs_429s(clock):
 
     for _ in range(1000):
         assert limiter.acquire("provisionCustomer", "acme", timeout_s=0).waited_s == 0
-    limiter.stigg_rate_limited("provisionCustomer", "acme", cool_down_s=5)
+    limiter.stigg_rate_limited("provisionCustomer")
+    limiter.cool_down("provisionCustomer", "acme", seconds=5)
 
     assert limiter.enabled is False
     assert limiter.estimate_wait_s("provisionCustomer", 10_000) == 0
