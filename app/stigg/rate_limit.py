@@ -57,15 +57,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import ConfigError, RateLimitSettings, Settings
+from app.config import ConfigError, RateLimitSettings, Settings, key_id_for
 from app.stigg.operations import load_operations
 from app.store.errors import describe, first_line
 
 log = logging.getLogger(__name__)
 
-# A denied call re-checks at least this often while the slot it waits for is still in
-# flight (its release time is then a guess), and never sooner than MIN_WAIT_S.
-MAX_SLEEP_S = 1.0
+# A denied call waits at least this long before it checks again (the slot it waits for
+# may still be in flight past the guess of its release).
 MIN_WAIT_S = 0.01
 # Spreads the waiters that a freed slot wakes at once.
 JITTER_S = 0.02
@@ -155,6 +154,7 @@ class MemoryWindowStore:
         self._calls: dict[str, dict[str, list[Any]]] = {}
         self._holds: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
 
     def _live(self, key: str, now: float) -> dict[str, list[Any]]:
         calls = self._calls.get(key, {})
@@ -176,6 +176,7 @@ class MemoryWindowStore:
 
     def reserve(self, limits: Sequence[Limit], token: str, now: float) -> float | None:
         with self._lock:
+            self._sweep(now)
             wait = 0.0
             for limit in limits:
                 wait = max(wait, self._holds.get(limit.key, 0.0) - now)
@@ -185,6 +186,16 @@ class MemoryWindowStore:
             for limit in limits:
                 self._calls.setdefault(limit.key, {})[token] = [now, None]
             return None
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys with nothing left in their window, about once a window."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._window_s
+        for key in list(self._calls):
+            if not self._live(key, now):
+                del self._calls[key]
+        self._holds = {key: until for key, until in self._holds.items() if until > now}
 
     def complete(self, keys: Sequence[str], token: str, now: float) -> None:
         with self._lock:
@@ -463,7 +474,9 @@ class RedisWindowStore:
         self._error_kind = RedisError
 
     @classmethod
-    def from_url(cls, url: str, *, window_s: float, in_flight_s: float) -> RedisWindowStore:
+    def from_url(
+        cls, url: str, *, window_s: float, in_flight_s: float, prefix: str = REDIS_PREFIX
+    ) -> RedisWindowStore:
         try:
             import redis
         except ImportError as error:
@@ -478,7 +491,7 @@ class RedisWindowStore:
             client.close()
             # The URL may carry a password: only the error's kind and first line.
             raise RateStoreError(f"{type(error).__name__}: {first_line(error)}") from error
-        return cls(client, window_s=window_s, in_flight_s=in_flight_s)
+        return cls(client, window_s=window_s, in_flight_s=in_flight_s, prefix=prefix)
 
     def _key(self, key: str, part: str) -> str:
         return f"{self._prefix}{key}:{part}"
@@ -528,7 +541,12 @@ class RedisWindowStore:
 
 
 def open_store(
-    *, database_url: str, redis_url: str | None, window_s: float, in_flight_s: float
+    *,
+    database_url: str,
+    redis_url: str | None,
+    window_s: float,
+    in_flight_s: float,
+    redis_prefix: str = REDIS_PREFIX,
 ) -> WindowStore:
     """Redis when configured, else the service's database (see the module's docstring).
 
@@ -536,7 +554,9 @@ def open_store(
     """
     if redis_url:
         try:
-            return RedisWindowStore.from_url(redis_url, window_s=window_s, in_flight_s=in_flight_s)
+            return RedisWindowStore.from_url(
+                redis_url, window_s=window_s, in_flight_s=in_flight_s, prefix=redis_prefix
+            )
         except RateStoreError as error:
             raise ConfigError(
                 f"REDIS_URL: cannot use Redis for the rate limiter: {error}"
@@ -594,6 +614,9 @@ class RateLimiter:
             redis_url=settings.redis_url,
             window_s=limits.window_s,
             in_flight_s=settings.stigg_timeout_s + IN_FLIGHT_MARGIN_S,
+            # One Redis may serve deployments on different Stigg environments: their
+            # budgets are apart, keyed by the Stigg key's ID (never the key itself).
+            redis_prefix=f"{REDIS_PREFIX}{key_id_for(settings.stigg_api_key)}:",
         )
         return cls(store, limits=limits)
 
@@ -644,7 +667,9 @@ class RateLimiter:
             left = timeout_s - waited
             if wait > left:
                 raise RateBudgetExhausted(wait)
-            self._sleep(min(wait + random.uniform(0, JITTER_S), left, MAX_SLEEP_S))
+            # The wait is a lower bound (a slot in flight leaves its window after the guess,
+            # never before), so sleeping it through misses nothing.
+            self._sleep(min(wait + random.uniform(0, JITTER_S), left))
 
     def _complete(self, keys: list[str], token: str) -> None:
         try:
