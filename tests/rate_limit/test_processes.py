@@ -26,9 +26,13 @@ def most_in_one_window(times: list[float]) -> int:
     )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "redis"])
+def backend(request) -> str:
+    """The shared backends only: the in-process store is for one process."""
+    return request.param
+
+
 def run_processes(backend, url, *, operation, customers_per_process, limits) -> list[float]:
-    if backend == "memory":
-        pytest.skip("the in-process store is for one process only")
     context = workers.process_context()
     barrier = context.Barrier(PROCESSES)
     results = context.Queue()
