@@ -13,7 +13,7 @@ STIGG_PUBLISHED_SCHEMA := stigg-api-client==6.25.0
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,postgres,redis]'
 	$(BIN)/python -m pip install --quiet --no-deps '$(STIGG_PUBLISHED_SCHEMA)'
 	touch $(STAMP)
 

@@ -39,6 +39,14 @@ DEFAULT_THREADS = 32
 DEFAULT_REQUEST_READ_TIMEOUT_S = 5.0
 MAX_REQUEST_READ_TIMEOUT_S = 60.0
 
+# Stigg's published rate limits (reference §4.5), per window of STIGG_RATE_LIMIT_WINDOW_S.
+DEFAULT_RATE_LIMIT_WINDOW_S = 60.0
+DEFAULT_MUTATIONS_PER_WINDOW = 250
+DEFAULT_READS_PER_WINDOW = 3000
+DEFAULT_MUTATIONS_PER_CUSTOMER = 30
+# Reads with a lower published limit than the other reads (the older, lower figure).
+PUBLISHED_READ_LIMITS = {"creditGrants": 500}
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it and says why."""
@@ -50,6 +58,27 @@ class CallerKey:
 
     secret: str = field(repr=False)
     key_id: str
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """How many Stigg calls may start per window: per operation (its GraphQL root field)
+    and, for mutations, per customer."""
+
+    enabled: bool = True
+    window_s: float = DEFAULT_RATE_LIMIT_WINDOW_S
+    mutations: int = DEFAULT_MUTATIONS_PER_WINDOW
+    reads: int = DEFAULT_READS_PER_WINDOW
+    per_customer: int = DEFAULT_MUTATIONS_PER_CUSTOMER
+    # STIGG_RATE_LIMITS: root field name -> calls per window, winning over the rest.
+    overrides: Mapping[str, int] = field(default_factory=dict)
+
+    def limit_for(self, field_name: str, *, is_mutation: bool) -> int:
+        if field_name in self.overrides:
+            return self.overrides[field_name]
+        if is_mutation:
+            return self.mutations
+        return min(self.reads, PUBLISHED_READ_LIMITS.get(field_name, self.reads))
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,9 @@ class Settings:
     idempotency_lock_s: float
     batch: BatchSettings
     log_level: str = "INFO"
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # May carry a password: never logged.
+    redis_url: str | None = field(default=None, repr=False)
 
     @property
     def uses_local_stigg(self) -> bool:
@@ -156,6 +188,8 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
         idempotency_lock_s=lock_s,
         batch=_batch_settings(environ),
         log_level=_log_level(environ),
+        rate_limits=_rate_limits(environ),
+        redis_url=_redis_url(environ),
     )
 
 
@@ -293,3 +327,81 @@ def _whole(environ: Mapping[str, str], name: str, default: int, minimum: int, ma
             f"{name} must be a whole number from {minimum} to {maximum} (got {raw!r})"
         )
     return int(raw)
+
+
+def _rate_limits(environ: Mapping[str, str]) -> RateLimitSettings:
+    return RateLimitSettings(
+        enabled=_boolean(environ, "STIGG_RATE_LIMITS_ENABLED", True),
+        window_s=_seconds(
+            environ, "STIGG_RATE_LIMIT_WINDOW_S", DEFAULT_RATE_LIMIT_WINDOW_S, at_most=3600
+        ),
+        mutations=_count(environ, "STIGG_RATE_LIMIT_MUTATIONS", DEFAULT_MUTATIONS_PER_WINDOW),
+        reads=_count(environ, "STIGG_RATE_LIMIT_READS", DEFAULT_READS_PER_WINDOW),
+        per_customer=_count(
+            environ, "STIGG_RATE_LIMIT_PER_CUSTOMER", DEFAULT_MUTATIONS_PER_CUSTOMER
+        ),
+        overrides=_rate_limit_overrides(environ),
+    )
+
+
+def _rate_limit_overrides(environ: Mapping[str, str]) -> dict[str, int]:
+    name = "STIGG_RATE_LIMITS"
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return {}
+    # Imported here: the operations are parsed from the .graphql files, which only this
+    # setting needs to know about.
+    from app.stigg.operations import load_operations
+
+    known = sorted({operation.field_name for operation in load_operations().values()})
+    overrides: dict[str, int] = {}
+    for part in filter(None, (part.strip() for part in raw.split(","))):
+        field_name, equals, count = (piece.strip() for piece in part.partition("="))
+        if not equals or not field_name:
+            raise ConfigError(
+                f"{name} must be a comma-separated list of rootField=count (got {part!r})"
+            )
+        if field_name not in known:
+            raise ConfigError(
+                f"{name}: {field_name!r} is not a Stigg operation this service calls "
+                f"(it calls {', '.join(known)})"
+            )
+        if field_name in overrides:
+            raise ConfigError(f"{name} sets {field_name} twice")
+        overrides[field_name] = _count_value(f"{name} ({field_name})", count)
+    return overrides
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    return _count_value(name, raw) if raw else default
+
+
+def _count_value(name: str, raw: str) -> int:
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) == 0:
+        raise ConfigError(f"{name} must be a whole number of calls above 0 (got {raw!r})")
+    return int(raw)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE | _FALSE:
+        raise ConfigError(f"{name} must be true or false (got {raw!r})")
+    return raw in _TRUE
+
+
+def _redis_url(environ: Mapping[str, str]) -> str | None:
+    raw = environ.get("REDIS_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    # The value may carry a password: the message never repeats it.
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    return raw

@@ -27,9 +27,11 @@ LOGGED_EXTRAS = (
     "attempts",
     "error_code",
     "duration_ms",
+    "budget_wait_ms",
     "outcome",
     "method",
     "path",
+    "error",
 )
 
 

@@ -13,12 +13,13 @@ from app.config import ConfigError, Settings
 from app.execution import Executor
 from app.ledger import Ledger
 from app.stigg import StiggClient
+from app.stigg.rate_limit import RateLimiter
 from app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-# Stigg's published limit for each mutation (per minute), until the rate limiter says more.
-PUBLISHED_MUTATIONS_PER_MINUTE = 250
+# Time kept free, inside IDEMPOTENCY_LOCK_S, for the database work around a batch item.
+BATCH_LOCK_MARGIN_S = 5.0
 
 def instance_dir() -> Path:
     """Flask's instance folder for the `app` package (instance/ in a checkout), whichever
@@ -53,6 +54,7 @@ class Runtime:
     store: Store
     ledger: Ledger
     executor: Executor
+    rate_limiter: RateLimiter | None = None
     # Given to the Stigg session of every batch item (how long it may wait for budget).
     batch_session_options: dict | None = None
 
@@ -61,18 +63,37 @@ class Runtime:
         """Raises ConfigError (one line naming the setting) when something cannot be used."""
         from actions import ACTIONS
 
+        # The store first: a bad DATABASE_URL is refused by it, with its message.
+        store = open_store(settings.database_url)
+        rate_limiter = RateLimiter.from_settings(
+            settings, database_url=settings.database_url or default_database_url()
+        )
         stigg = StiggClient(
             api_url=settings.stigg_api_url,
             api_key=settings.stigg_api_key,
             timeout_s=settings.stigg_timeout_s,
             deadline_s=settings.stigg_deadline_s,
             customer_url_template=settings.stigg_customer_url_template,
+            rate_limiter=rate_limiter,
         )
-        store = open_store(settings.database_url)
         ledger = Ledger(store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s)
         executor = Executor(actions=ACTIONS, ledger=ledger, stigg=stigg)
-        return cls(settings, stigg, store, ledger, executor)
+        # A batch item may wait for Stigg's rate budget, but its run (budget wait + Stigg
+        # calls) must end before its idempotency claim could be taken over; past that it
+        # goes back to the queue with the limiter's Retry-After (app/batch/worker.py).
+        budget_wait_s = max(
+            0.0, settings.idempotency_lock_s - settings.stigg_deadline_s - BATCH_LOCK_MARGIN_S
+        )
+        return cls(
+            settings,
+            stigg,
+            store,
+            ledger,
+            executor,
+            rate_limiter=rate_limiter,
+            batch_session_options={"budget_wait_s": budget_wait_s},
+        )
 
     def rate_budget_seconds(self, root_field: str, count: int) -> float:
         """How long `count` more calls of a Stigg mutation take within the rate budget."""
-        return count / PUBLISHED_MUTATIONS_PER_MINUTE * 60
+        return self.rate_limiter.estimate_wait_s(root_field, count)

@@ -85,6 +85,9 @@ BASE_CONFIG = {
     "STIGG_CUSTOMER_URL_TEMPLATE": "https://app.stigg.test/env-1/customers/{customerId}",
     "STIGG_TIMEOUT_S": "5",
     "STIGG_DEADLINE_S": "20",
+    # The limiter's budget is real time shared through the database, which these tests
+    # share; its own tests (tests/rate_limit/) switch it on with a fake clock.
+    "STIGG_RATE_LIMITS_ENABLED": "false",
 }
 
 

@@ -36,6 +36,7 @@ from urllib3.exceptions import NewConnectionError
 from app.stigg import errors
 from app.stigg.errors import StiggFailure
 from app.stigg.operations import Operation, Resend, load_operations
+from app.stigg.rate_limit import Permit, RateBudgetExhausted, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class StiggClient:
         timeout_s: float,
         deadline_s: float,
         customer_url_template: str,
+        rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.api_url = api_url
@@ -118,11 +120,21 @@ class StiggClient:
         self.deadline_s = deadline_s
         self.customer_url_template = customer_url_template
         self.operations = load_operations()
+        # Every attempt takes a permit from it first (app/stigg/rate_limit.py).
+        self.rate_limiter = rate_limiter or RateLimiter.disabled()
         self._sleep = sleep
         self._local = threading.local()
 
-    def session(self) -> StiggSession:
-        return StiggSession(self, deadline=time.monotonic() + self.deadline_s)
+    def session(self, *, budget_wait_s: float | None = None) -> StiggSession:
+        """Stigg calls that share one deadline of STIGG_DEADLINE_S.
+
+        `budget_wait_s`: None, and waiting for rate budget eats into that deadline (a single
+        action, whose caller is waiting). A number, and the session may wait that long in
+        total for budget, its deadline moving on by each wait (a batch item).
+        """
+        return StiggSession(
+            self, deadline=time.monotonic() + self.deadline_s, budget_wait_s=budget_wait_s
+        )
 
     def customer_url(self, customer_id: str) -> str:
         return self.customer_url_template.replace("{customerId}", quote(customer_id, safe=""))
@@ -183,10 +195,13 @@ def _is_refused(cause: BaseException | None) -> bool:
 class StiggSession:
     """What an action sees: Stigg calls that share one request's deadline."""
 
-    def __init__(self, client: StiggClient, *, deadline: float):
+    def __init__(self, client: StiggClient, *, deadline: float, budget_wait_s: float | None = None):
         self._client = client
         self._deadline = deadline
+        self._budget_wait_s = budget_wait_s
         self.attempts = 0
+        # Time spent waiting for rate budget, over all attempts (for metrics).
+        self.budget_wait_s_spent = 0.0
 
     def customer_url(self, customer_id: str) -> str:
         return self._client.customer_url(customer_id)
@@ -197,28 +212,31 @@ class StiggSession:
     def execute(self, operation_name: str, variables: dict) -> dict:
         """Run one operation (retrying where that is safe) and return its result field."""
         operation = self._client.operations[operation_name]
+        customer_id = _customer_of(operation, variables)
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: _may_resend(operation, exc)),
             wait=self._wait,
             stop=stop_after_attempt(MAX_ATTEMPTS) | self._out_of_time,
             sleep=self._client._sleep,
-            before_sleep=lambda state: log.warning(
-                "retrying Stigg call",
-                extra={
-                    "operation": operation.name,
-                    "attempt": state.attempt_number,
-                    "error_code": getattr(state.outcome.exception(), "code", None),
-                },
-            ),
+            before_sleep=lambda state: self._before_retry(state, operation, customer_id),
             reraise=True,
         )
-        data = retrying(self._attempt, operation, variables)
+        try:
+            data = retrying(self._attempt, operation, variables, customer_id)
+        except RateBudgetExhausted as exhausted:
+            # Our own limiter already waited all it could: retrying would not help.
+            raise errors.rate_limited(exhausted.retry_after_s) from exhausted
         return data[operation.result_key]
 
-    def _attempt(self, operation: Operation, variables: dict) -> dict:
+    def _attempt(self, operation: Operation, variables: dict, customer_id: str | None) -> dict:
         remaining = self.remaining_s()
         if remaining < MIN_ATTEMPT_S:
             raise errors.timed_out("STIGG_DEADLINE_S used up before the call")
+        permit = self._permit(operation, customer_id)
+        remaining = self.remaining_s()
+        if remaining < MIN_ATTEMPT_S:
+            permit.done()
+            raise errors.timed_out("STIGG_DEADLINE_S used up waiting for rate budget")
         self.attempts += 1
         started = time.monotonic()
         outcome = "ok"
@@ -228,8 +246,13 @@ class StiggSession:
             )
         except StiggFailure as failure:
             outcome = failure.stigg_error_code or failure.code
+            if failure.code == "STIGG_RATE_LIMITED":
+                # Stigg's own 429 (HTTP or RateLimitExceeded); our limiter's own refusal
+                # never gets here.
+                self._client.rate_limiter.stigg_rate_limited(operation.field_name)
             raise
         finally:
+            permit.done()
             # One line per attempt, so a retried call shows each try and why it failed.
             log.info(
                 "Stigg call",
@@ -238,8 +261,25 @@ class StiggSession:
                     "attempt": self.attempts,
                     "outcome": outcome,
                     "duration_ms": _ms_since(started),
+                    "budget_wait_ms": int(permit.waited_s * 1000) or None,
                 },
             )
+
+    def _permit(self, operation: Operation, customer_id: str | None) -> Permit:
+        """Wait for rate budget: within the deadline, or within `budget_wait_s` (then the
+        deadline moves on by the wait)."""
+        if self._budget_wait_s is None:
+            # Leave time for the call itself.
+            timeout_s = self.remaining_s() - 2 * MIN_ATTEMPT_S
+        else:
+            timeout_s = self._budget_wait_s - self.budget_wait_s_spent
+        permit = self._client.rate_limiter.acquire(
+            operation.field_name, customer_id, timeout_s=max(0.0, timeout_s)
+        )
+        self.budget_wait_s_spent += permit.waited_s
+        if self._budget_wait_s is not None:
+            self._deadline += permit.waited_s
+        return permit
 
     # 0.2 s, 0.4 s, 0.8 s ... capped at 5 s, plus up to 0.3 s of jitter so that workers
     # retrying the same outage do not hit Stigg in lockstep.
@@ -253,10 +293,36 @@ class StiggSession:
             delay = max(delay, retry_after)
         return delay
 
+    def _before_retry(
+        self, state: RetryCallState, operation: Operation, customer_id: str | None
+    ) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "retrying Stigg call",
+            extra={
+                "operation": operation.name,
+                "attempt": state.attempt_number,
+                "error_code": getattr(failure, "code", None),
+            },
+        )
+        if getattr(failure, "code", None) == "STIGG_RATE_LIMITED":
+            # Stigg said 429: everyone sharing this call's windows pauses while it backs
+            # off; then its retry takes a permit again like any other call.
+            self._client.rate_limiter.cool_down(
+                operation.field_name, customer_id, seconds=state.upcoming_sleep
+            )
+
     def _out_of_time(self, state: RetryCallState) -> bool:
         # Stop when the next wait would leave no time for the attempt after it.
         upcoming = state.upcoming_sleep or 0.0
         return self.remaining_s() - upcoming < MIN_ATTEMPT_S * 2
+
+
+def _customer_of(operation: Operation, variables: dict) -> str | None:
+    """The entity a mutation counts against in Stigg's per-entity limit: its customer."""
+    given = variables.get("input")
+    customer_id = given.get("customerId") if isinstance(given, dict) else None
+    return customer_id if operation.is_mutation and isinstance(customer_id, str) else None
 
 
 def _may_resend(operation: Operation, exc: BaseException) -> bool:

@@ -43,6 +43,9 @@ class Operation:
     document: DocumentNode
     # The document as sent: printed once here, not by gql on every call (bench/).
     query: str
+    # The root field, e.g. provisionSubscriptionV2: what Stigg's rate limits are keyed by.
+    field_name: str
+    # Where its result is in the answer: the root field's alias if it has one.
     result_key: str
     resend: Resend
     is_mutation: bool
@@ -57,9 +60,10 @@ def load_operations() -> dict[str, Operation]:
         assert isinstance(definition, OperationDefinitionNode)
         assert definition.name and definition.name.value == name, f"{name}.graphql names itself"
         selection = definition.selection_set.selections[0]
+        field_name = selection.name.value
         result_key = (selection.alias or selection.name).value
         is_mutation = definition.operation.value == "mutation"
         operations[name] = Operation(
-            name, document, print_ast(document), result_key, resend, is_mutation
+            name, document, print_ast(document), field_name, result_key, resend, is_mutation
         )
     return operations

@@ -39,6 +39,10 @@ def service_url(sandbox, service_database_url, service_log_file):
         "STIGG_DEADLINE_S": str(DEADLINE_S),
         "DATABASE_URL": service_database_url,
         "LOG_LEVEL": "INFO",
+        # These tests send many mutations for one customer in quick succession, as the
+        # sandbox (its limits off here) allows; the limiter still runs, with room for them.
+        "STIGG_RATE_LIMIT_PER_CUSTOMER": "100000",
+        "STIGG_RATE_LIMIT_MUTATIONS": "100000",
     }
     with service_process(env, log_path=service_log_file) as (base_url, _process):
         yield base_url
