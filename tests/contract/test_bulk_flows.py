@@ -98,6 +98,18 @@ def test_bulk_action_inputs_are_invocable_variables_with_a_known_operation(bulk_
             assert collection == declared.startswith("List<"), f"{name}: {declared} <- {reference}"
 
 
+def test_apex_action_outputs_read_by_any_flow_are_result_fields(any_flow):
+    result_fields = set(ACTION.fields("Result"))
+    actions = {n.name for n in _apex_actions(any_flow)}
+    for where, reference in any_flow.references():
+        head, _, field = reference.partition(".")
+        if head in actions and field:
+            assert field in result_fields, f"{where}: {reference} is not an output of the action"
+    for node in _apex_actions(any_flow):
+        for output in node.element.findall(NS + "outputParameters"):
+            assert text(output, "name") in result_fields, f"{node.name}: {text(output, 'name')}"
+
+
 def test_bulk_template_maps_products_like_the_single_template(flow, bulk_flow):
     def rules(f):
         decision = f.nodes["Line_Item_Stigg_Type"].element
