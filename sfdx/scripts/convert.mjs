@@ -17,19 +17,46 @@ const outputDir = path.join(projectDir, '.build', 'metadata');
 
 // Every component the admin guide and the flow rely on. Keep in step with force-app/.
 export const EXPECTED = {
-  ApexClass: ['StiggActionsClient', 'StiggActionsClientTest'],
+  ApexClass: [
+    'StiggBatchClient',
+    'StiggBatchMock',
+    'StiggBatchPoller',
+    'StiggBatchPollerTest',
+    'StiggBulkProvisioning',
+    'StiggBulkProvisioningTest',
+    'StiggProvisioningEvents',
+  ],
   CustomField: [
     'Account.Stigg_Customer_ID__c',
     'Account.Stigg_Customer_URL__c',
     'Opportunity.Stigg_Provisioning_Error__c',
+    'Opportunity.Stigg_Provisioning_Status__c',
+    'Opportunity.Stigg_Subscription_ID__c',
+    'Opportunity.Stigg_Subscription_URL__c',
     'OpportunityLineItem.Stigg_ID__c',
     'OpportunityLineItem.Stigg_Type__c',
     'Product2.Stigg_ID__c',
     'Product2.Stigg_Type__c',
+    'Stigg_Bulk_Setting__mdt.Max_Poll_Age_Minutes__c',
+    'Stigg_Bulk_Setting__mdt.Prefer_Wait_Seconds__c',
+    'Stigg_Provisioning_Result__e.Batch_ID__c',
+    'Stigg_Provisioning_Result__e.Error_Code__c',
+    'Stigg_Provisioning_Result__e.Error_Message__c',
+    'Stigg_Provisioning_Result__e.Idempotency_Key__c',
+    'Stigg_Provisioning_Result__e.Operation__c',
+    'Stigg_Provisioning_Result__e.Retryable__c',
+    'Stigg_Provisioning_Result__e.Salesforce_Record_ID__c',
+    'Stigg_Provisioning_Result__e.Status__c',
+    'Stigg_Provisioning_Result__e.Stigg_Customer_ID__c',
+    'Stigg_Provisioning_Result__e.Stigg_Customer_URL__c',
+    'Stigg_Provisioning_Result__e.Stigg_Subscription_ID__c',
+    'Stigg_Provisioning_Result__e.Stigg_Subscription_URL__c',
   ],
+  CustomMetadata: ['Stigg_Bulk_Setting.Default'],
+  CustomObject: ['Stigg_Bulk_Setting__mdt', 'Stigg_Provisioning_Result__e'],
   ExternalCredential: ['StiggActions'],
   ExternalServiceRegistration: ['StiggActions'],
-  Flow: ['Stigg_Opportunity_Closed_Won'],
+  Flow: ['Stigg_Opportunity_Closed_Won', 'Stigg_Opportunity_Closed_Won_Bulk', 'Stigg_Provisioning_Result_Writeback'],
   NamedCredential: ['StiggActions'],
   PermissionSet: ['Stigg_Actions'],
 };
@@ -74,10 +101,16 @@ function claim(component) {
   for (const file of component.walkContent()) claimed.add(path.normalize(file));
   for (const child of component.getChildren()) claim(child);
 }
+function register(component) {
+  // Fields of an object that is itself in force-app/ (the platform event, the custom metadata
+  // type) are children of their CustomObject; fields of standard objects are components of their own.
+  if (!found.has(component.type.name)) found.set(component.type.name, new Set());
+  found.get(component.type.name).add(component.fullName);
+  for (const child of component.getChildren()) register(child);
+}
 for (const component of components.getSourceComponents()) {
   const typeName = component.type.name;
-  if (!found.has(typeName)) found.set(typeName, new Set());
-  found.get(typeName).add(component.fullName);
+  register(component);
   claim(component);
   if (typeName === 'ExternalServiceRegistration') {
     // The decomposed spec: DecomposeExternalServiceRegistrationTransformer reads <fullName>.yaml.

@@ -42,3 +42,25 @@ def spec() -> sfdx.Spec:
 @pytest.fixture(scope="session")
 def flow() -> sfdx.Flow:
     return sfdx.Flow.load(sfdx.FLOW_FILE)
+
+
+@pytest.fixture(scope="session")
+def bulk_flow() -> sfdx.Flow:
+    return sfdx.Flow.load(sfdx.BULK_FLOW_FILE)
+
+
+@pytest.fixture(scope="session")
+def writeback_flow() -> sfdx.Flow:
+    return sfdx.Flow.load(sfdx.WRITEBACK_FLOW_FILE)
+
+
+@pytest.fixture(params=sfdx.FLOW_FILES, ids=lambda path: path.name.split(".")[0])
+def any_flow(request) -> sfdx.Flow:
+    """Every flow in sfdx/: the platform rules hold for all of them."""
+    return sfdx.Flow.load(request.param)
+
+
+@pytest.fixture(params=[sfdx.FLOW_FILE, sfdx.BULK_FLOW_FILE], ids=["single", "bulk"])
+def template(request) -> sfdx.Flow:
+    """The two Closed Won templates."""
+    return sfdx.Flow.load(request.param)

@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SFDX_DIR = ROOT / "sfdx"
 DEFAULT_DIR = SFDX_DIR / "force-app" / "main" / "default"
 ESR_DIR = DEFAULT_DIR / "externalServiceRegistrations"
-FLOW_FILE = DEFAULT_DIR / "flows" / "Stigg_Opportunity_Closed_Won.flow-meta.xml"
+FLOWS_DIR = DEFAULT_DIR / "flows"
+FLOW_FILE = FLOWS_DIR / "Stigg_Opportunity_Closed_Won.flow-meta.xml"
+BULK_FLOW_FILE = FLOWS_DIR / "Stigg_Opportunity_Closed_Won_Bulk.flow-meta.xml"
+WRITEBACK_FLOW_FILE = FLOWS_DIR / "Stigg_Provisioning_Result_Writeback.flow-meta.xml"
+FLOW_FILES = sorted(FLOWS_DIR.glob("*.flow-meta.xml"))
+CLASSES_DIR = DEFAULT_DIR / "classes"
+EVENT = "Stigg_Provisioning_Result__e"
 REGISTRATION = "StiggActions"
 APEX_TYPE_PREFIX = f"ExternalService__{REGISTRATION}_"
 NS = "{http://soap.sforce.com/2006/04/metadata}"
@@ -229,3 +235,74 @@ class Flow:
                 yield tag, value
             for match in MERGE_FIELD.finditer(value):
                 yield tag, match.group(1).strip()
+
+
+# --- Apex (a reader for the contract checks, not a parser: apex-parser checks the syntax) -----
+
+APEX_STRING = re.compile(r"'(?:\\.|[^'\\])*'")
+APEX_ANNOTATION = re.compile(r"@\w+(?:\s*\([^)]*\))?")
+
+
+class Apex:
+    """One Apex class file: its constants, map-of-list tables and inner classes' fields."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.source = (CLASSES_DIR / f"{name}.cls").read_text(encoding="utf-8")
+
+    def constant(self, name: str) -> str | int:
+        match = re.search(rf"\b{name}\s*=\s*('(?:[^'\\]|\\.)*'|-?\d+)\s*;", self.source)
+        assert match, f"{self.name}: no constant {name}"
+        value = match.group(1)
+        return value[1:-1] if value.startswith("'") else int(value)
+
+    def table(self, name: str) -> dict[str, list[str]]:
+        """`NAME = new Map<String, List<String>>{ 'key' => new List<String>{ 'a', 'b' }, ... };`"""
+        start = self.source.index(f"{name} = new Map<String, List<String>>{{")
+        body = self.source[start : self.source.index("};", start)]
+        return {
+            key: re.findall(r"'(\w+)'", values)
+            for key, values in re.findall(r"'(\w+)'\s*=>\s*new List<String>\{([^}]*)\}", body)
+        }
+
+    def string_map(self, name: str) -> dict[str, str]:
+        """`NAME = new Map<String, String>{ 'a' => 'b', ... };`"""
+        start = self.source.index(f"{name} = new Map<String, String>{{")
+        body = self.source[start : self.source.index("};", start)]
+        return dict(re.findall(r"'(\w+)'\s*=>\s*'(\w+)'", body))
+
+    def block(self, header: str) -> str:
+        """The text between the braces that follow `header` (a class or method header)."""
+        start = self.source.index(header)
+        open_at = self.source.index("{", start)
+        depth = 0
+        for index in range(open_at, len(self.source)):
+            char = self.source[index]
+            depth += char == "{"
+            depth -= char == "}"
+            if depth == 0:
+                return self.source[open_at + 1 : index]
+        raise AssertionError(f"{self.name}: unbalanced braces after {header!r}")
+
+    def fields(self, class_name: str) -> list[str]:
+        """Instance and static field names declared directly in an inner class, in order."""
+        body = APEX_ANNOTATION.sub("", APEX_STRING.sub("''", self.block(f"class {class_name} ")))
+        names, pending, depth = [], "", 0
+        for char in body:
+            if depth:
+                depth += (char == "{") - (char == "}")
+                continue
+            if char == "{":
+                if "=" not in pending:  # a method, constructor or class header: drop it
+                    pending = ""
+                depth = 1
+            elif char == "}":
+                continue
+            elif char == ";":
+                declaration = pending.split("=")[0].split()
+                if declaration:
+                    names.append(declaration[-1])
+                pending = ""
+            else:
+                pending += char
+        return names

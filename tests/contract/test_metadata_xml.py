@@ -50,6 +50,20 @@ PS_CHILD_ORDERS = {
     ],
 }  # fmt: skip
 API_VERSION = re.compile(r"^\d+\.0$")
+# CustomField, CustomObject and CustomMetadata children in XSD order (the elements sfdx/ uses).
+FIELD_ORDER = [
+    "fullName", "defaultValue", "description", "externalId", "fieldManageability", "formula",
+    "formulaTreatBlanksAs", "inlineHelpText", "label", "length", "precision", "required", "scale",
+    "trackHistory", "trackTrending", "type", "unique", "valueSet", "visibleLines",
+]  # fmt: skip
+OBJECT_ORDER = [
+    "deploymentStatus", "description", "eventType", "label", "pluralLabel", "publishBehavior",
+    "visibility",
+]  # fmt: skip
+CUSTOM_METADATA_ORDER = ["label", "protected", "values"]
+EVENT_DIR = sfdx.DEFAULT_DIR / "objects" / sfdx.EVENT
+SETTING_DIR = sfdx.DEFAULT_DIR / "objects" / "Stigg_Bulk_Setting__mdt"
+SETTING_RECORD = sfdx.DEFAULT_DIR / "customMetadata" / "Stigg_Bulk_Setting.Default.md-meta.xml"
 
 
 def _all_meta_files():
@@ -155,9 +169,11 @@ def test_external_credential():
 
 
 def _custom_fields():
+    """Fields with field-level security: not those of the platform event or custom metadata type."""
     return sorted(
         f"{path.parent.parent.name}.{path.name.removesuffix('.field-meta.xml')}"
         for path in (sfdx.DEFAULT_DIR / "objects").glob("*/fields/*.field-meta.xml")
+        if not path.parent.parent.name.endswith(("__e", "__mdt"))
     )
 
 
@@ -184,7 +200,7 @@ def test_permission_set():
         for c in root.findall(NS + "classAccesses")
         if text(c, "enabled") == "true"
     }
-    assert "StiggActionsClient" in classes
+    assert classes == {"StiggBulkProvisioning"}, "the invocable action is the one class users call"
     for name in classes:
         assert (sfdx.DEFAULT_DIR / "classes" / f"{name}.cls").is_file(), name
     objects = {text(o, "object"): o for o in root.findall(NS + "objectPermissions")}
@@ -201,10 +217,17 @@ def test_permission_set():
 
 # --- custom fields -----------------------------------------------------------------------
 
+PICKLIST_VALUES = {
+    "Product2.Stigg_Type__c": ["Plan", "Add-on", "Credit entitlement"],
+    "Opportunity.Stigg_Provisioning_Status__c": ["QUEUED", "SUCCEEDED", "FAILED"],
+}
 FIELD_TYPES = {
     "Account.Stigg_Customer_ID__c": "Text",
     "Account.Stigg_Customer_URL__c": "Url",
     "Opportunity.Stigg_Provisioning_Error__c": "LongTextArea",
+    "Opportunity.Stigg_Provisioning_Status__c": "Picklist",
+    "Opportunity.Stigg_Subscription_ID__c": "Text",
+    "Opportunity.Stigg_Subscription_URL__c": "Url",
     "OpportunityLineItem.Stigg_ID__c": "Text",
     "OpportunityLineItem.Stigg_Type__c": "Text",
     "Product2.Stigg_ID__c": "Text",
@@ -234,7 +257,7 @@ def test_custom_field(field):
         values = root.find(NS + "valueSet")
         assert text(values, "restricted") == "true"
         names = [text(v, "fullName") for v in values.iter(NS + "value")]
-        assert names == ["Plan", "Add-on", "Credit entitlement"]
+        assert names == PICKLIST_VALUES[field]
 
 
 def test_flow_picklist_values_match_stigg_type():
@@ -273,3 +296,89 @@ def test_every_meta_file_is_well_formed_metadata_xml():
     for path in _all_meta_files():
         root = parse(path)
         assert root.tag.startswith(NS), f"{path.name}: wrong namespace"
+
+
+# --- element order of every field, object and custom metadata record ----------------------
+
+
+def test_field_and_object_elements_follow_the_xsd_order():
+    errors = []
+    for path in sorted((sfdx.DEFAULT_DIR / "objects").rglob("*.field-meta.xml")):
+        root = parse(path)
+        errors += sfdx.order_errors(root, FIELD_ORDER, path.name)
+        assert sfdx.child_tags(root)[0] == "fullName", path.name
+        assert text(root, "fullName") == path.name.removesuffix(".field-meta.xml")
+    for path in sorted((sfdx.DEFAULT_DIR / "objects").rglob("*.object-meta.xml")):
+        errors += sfdx.order_errors(parse(path), OBJECT_ORDER, path.name)
+    for path in sorted((sfdx.DEFAULT_DIR / "customMetadata").glob("*.md-meta.xml")):
+        root = parse(path)
+        errors += sfdx.order_errors(root, CUSTOM_METADATA_ORDER, path.name)
+        for values in root.findall(NS + "values"):
+            errors += sfdx.order_errors(values, ["field", "value"], path.name)
+    assert not errors, "\n".join(errors)
+
+
+# --- the result platform event -----------------------------------------------------------
+
+EVENT_FIELD_TYPES = {
+    "Batch_ID__c": "Text", "Error_Code__c": "Text", "Error_Message__c": "Text",
+    "Idempotency_Key__c": "Text", "Operation__c": "Text", "Retryable__c": "Checkbox",
+    "Salesforce_Record_ID__c": "Text", "Status__c": "Text", "Stigg_Customer_ID__c": "Text",
+    "Stigg_Customer_URL__c": "Text", "Stigg_Subscription_ID__c": "Text",
+    "Stigg_Subscription_URL__c": "Text",
+}  # fmt: skip
+
+
+def test_platform_event_definition():
+    root = parse(EVENT_DIR / f"{sfdx.EVENT}.object-meta.xml")
+    assert text(root, "deploymentStatus") == "Deployed"
+    assert text(root, "eventType") == "HighVolume"
+    # Published even when the caller's transaction rolls back: Stigg's side happened anyway.
+    assert text(root, "publishBehavior") == "PublishImmediately"
+    assert text(root, "label") and text(root, "pluralLabel") and text(root, "description")
+
+
+@pytest.mark.parametrize("field", sorted(EVENT_FIELD_TYPES))
+def test_platform_event_field(field):
+    root = parse(EVENT_DIR / "fields" / f"{field}.field-meta.xml")
+    assert text(root, "type") == EVENT_FIELD_TYPES[field]
+    assert text(root, "label") and text(root, "description")
+    if EVENT_FIELD_TYPES[field] == "Text":
+        expected = 18 if field == "Salesforce_Record_ID__c" else 255
+        assert text(root, "length") == str(expected)
+        assert text(root, "required") == "false", "a failure has no customer; nothing is required"
+    else:
+        assert text(root, "defaultValue") == "false"
+
+
+def test_event_fields_are_the_platform_event_files():
+    files = {p.name.removesuffix(".field-meta.xml") for p in (EVENT_DIR / "fields").iterdir()}
+    assert files == set(EVENT_FIELD_TYPES)
+
+
+# --- the bulk settings (custom metadata) -------------------------------------------------
+
+
+def test_bulk_settings_type_and_default_record():
+    root = parse(SETTING_DIR / "Stigg_Bulk_Setting__mdt.object-meta.xml")
+    assert text(root, "visibility") == "Public"
+    fields = {
+        p.name.removesuffix(".field-meta.xml"): parse(p)
+        for p in (SETTING_DIR / "fields").glob("*.field-meta.xml")
+    }
+    assert set(fields) == {"Prefer_Wait_Seconds__c", "Max_Poll_Age_Minutes__c"}
+    for name, field in fields.items():
+        assert text(field, "type") == "Number", name
+        assert text(field, "scale") == "0", name
+        assert text(field, "fieldManageability") == "SubscriberControlled", name
+    record = parse(SETTING_RECORD)
+    assert text(record, "label") == "Default"
+    values = {text(v, "field"): float(text(v, "value")) for v in record.findall(NS + "values")}
+    assert set(values) == set(fields), "the record sets every setting"
+    assert 0 <= values["Prefer_Wait_Seconds__c"] <= 100, "the service caps Prefer: wait at 100 s"
+    assert values["Max_Poll_Age_Minutes__c"] >= 1
+    # The Apex reads the record by this name and these fields.
+    client = (sfdx.CLASSES_DIR / "StiggBatchClient.cls").read_text()
+    assert "Stigg_Bulk_Setting__mdt.getInstance('Default')" in client
+    for name in fields:
+        assert name in client, name
