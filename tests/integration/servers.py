@@ -124,3 +124,38 @@ def service_process(env: dict, *, workers: int = 2, threads: int = 8, log_path=N
     env = {"WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), **env}
     with running(command, health_url=f"{base_url}/healthz", env=env, log_path=log_path) as process:
         yield base_url, process
+
+
+@contextmanager
+def worker_process(env: dict, *, log_path=None):
+    """`stigg-flow-actions worker`: runs batch items, answers no HTTP. Stopped (SIGTERM)
+    on exit unless the test killed it first."""
+    log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        start_new_session=True,
+        stderr=log_file,
+    )
+    try:
+        time.sleep(0.5)
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with {process.returncode} at start-up")
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if log_file:
+            log_file.close()
+
+
+def gunicorn_workers(master_pid: int) -> list[int]:
+    """The worker processes of a gunicorn master (its children)."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
