@@ -113,6 +113,16 @@ def read_body(max_bytes: int) -> bytes | None:
             total += len(chunk)
     except RequestEntityTooLarge:
         return None
+    except ActionError:
+        raise  # a body that trickles past REQUEST_READ_TIMEOUT_S: 408 (app/serving.py)
+    except Exception as exc:
+        # The server could not decode the body (a broken chunk size, say): the caller's
+        # mistake, never a 500.
+        raise ActionError(
+            400,
+            "MALFORMED_REQUEST",
+            f"The request body could not be read ({type(exc).__name__}).",
+        ) from None
     return None if total > max_bytes else b"".join(chunks)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import ThreadWorker
@@ -261,6 +263,34 @@ class _DeadlineSocket:
             pass
 
 
+# Codes for what gunicorn refuses before the application sees a request.
+_PROTOCOL_ERROR_CODES = {
+    400: "MALFORMED_REQUEST",
+    403: "FORBIDDEN",
+    414: "URI_TOO_LONG",
+    417: "EXPECTATION_FAILED",
+    431: "HEADERS_TOO_LARGE",
+    500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
+}
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's util.write_error, answering with the service's error body."""
+    body = json.dumps(
+        {
+            "code": _PROTOCOL_ERROR_CODES.get(status_int, "HTTP_ERROR"),
+            "message": (mesg or reason)[:255],
+            "retryable": False,
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
+
+
 class ReadDeadlineWorker(ThreadWorker):
     """gthread, with a deadline (REQUEST_READ_TIMEOUT_S) on reading each whole request.
 
@@ -274,6 +304,13 @@ class ReadDeadlineWorker(ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.request_read_timeout_s = load_serving_settings(os.environ).request_read_timeout_s
+
+    def init_process(self):
+        # What gunicorn answers itself (a malformed request line, headers too large, a bad
+        # chunk) is JSON with the one error body too, not an HTML page. gunicorn writes it
+        # with util.write_error; in this worker process that is ours.
+        gunicorn_util.write_error = write_json_error
+        super().init_process()
 
     @classmethod
     def check_config(cls, cfg, log):

@@ -82,3 +82,35 @@ def test_a_chunked_body_within_the_limit_is_served(service, service_url, sandbox
     assert status == 200, body
     assert body["amount"] == 10
     assert sandbox.stats()["executed"]["createCreditGrant"] == 1
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        (b"POST /v1/actions/create-credit-grant HTTP/9.9\r\nHost: x\r\n\r\n", 400, None),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "URI_TOO_LONG"),
+        (
+            b"POST /v1/actions/create-credit-grant HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + CALLER_KEY.encode() + b"\r\n"
+            b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nzz\r\n",
+            400,
+            "MALFORMED_REQUEST",
+        ),
+    ],
+)
+def test_what_gunicorn_refuses_itself_is_json_too(service_url, request_bytes, status, code):
+    parts = urlsplit(service_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+
+    assert int(head.split(b" ", 2)[1]) == status
+    assert b"Content-Type: application/json" in head
+    error = json.loads(body)
+    assert error["retryable"] is False
+    if code:
+        assert error["code"] == code
