@@ -15,6 +15,7 @@ from schemas.fields import (
     Choice,
     Currency,
     SalesforceId,
+    StiggId,
     StrictInteger,
     Text,
     UtcDateTime,
@@ -25,7 +26,7 @@ GRANT_TYPES = {"PROMOTIONAL": "PROMOTIONAL", "PAID": "PAID"}
 
 
 class CreateCreditGrantRequest(RequestSchema):
-    stiggCustomerId = Text(required=True, metadata={"description": "Stigg customer ID."})
+    stiggCustomerId = StiggId(required=True, metadata={"description": "Stigg customer ID."})
     grantType = Choice(
         GRANT_TYPES, required=True, metadata={"description": "PROMOTIONAL (free) or PAID."}
     )
@@ -37,7 +38,7 @@ class CreateCreditGrantRequest(RequestSchema):
     )
     displayName = Text(required=True, metadata={"description": "Name of the grant shown in Stigg."})
     amount = Amount(required=True, metadata={"description": "Number of credits granted."})
-    resourceId = Text(metadata={"description": "Stigg resource ID the grant is limited to."})
+    resourceId = StiggId(metadata={"description": "Stigg resource ID the grant is limited to."})
     comment = Text(
         max_length=200, multiline=True, metadata={"description": "Reason for the grant."}
     )

@@ -8,7 +8,7 @@ and the Stigg Customer URL the Flow writes back to the Account.
 from marshmallow import fields, validate
 
 from schemas.base import RequestSchema, ResponseSchema
-from schemas.fields import SalesforceId, Text
+from schemas.fields import SalesforceId, StiggId, Text
 
 STIGG_CUSTOMER_ID_DESCRIPTION = (
     "Stigg customer ID. Defaults to the Salesforce Account ID (18-character form), so that "
@@ -28,7 +28,7 @@ class CreateCustomerWithoutEmailRequest(RequestSchema):
         metadata={"description": "Salesforce Account ID (15 or 18 characters)."},
     )
     customerName = Text(required=True, metadata={"description": "Customer name shown in Stigg."})
-    stiggCustomerId = Text(metadata={"description": STIGG_CUSTOMER_ID_DESCRIPTION})
+    stiggCustomerId = StiggId(metadata={"description": STIGG_CUSTOMER_ID_DESCRIPTION})
 
 
 class CreateCustomerWithEmailRequest(CreateCustomerWithoutEmailRequest):

@@ -56,6 +56,31 @@ class Text(fields.String):
         return text
 
 
+# Stigg's rule for the IDs a customer of Stigg chooses (REST docs, customers): a letter or
+# digit, then letters, digits and `_|.@-`, at most 255 characters.
+STIGG_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_|.@-]*$"
+_STIGG_ID = re.compile(STIGG_ID_PATTERN)
+
+
+class StiggId(Text):
+    """An ID we choose for Stigg (customer, resource), checked here against Stigg's rule, so
+    a bad one is our 400 naming the field, not Stigg's error after a round trip."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {})
+        kwargs["metadata"]["pattern"] = STIGG_ID_PATTERN
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not _STIGG_ID.match(text):
+            raise ValidationError(
+                "Not a Stigg ID: use letters, digits and _ | . @ - only, starting with a "
+                "letter or digit."
+            )
+        return text
+
+
 class SalesforceId(fields.String):
     """A Salesforce record ID, normalised to its 18-character form."""
 

@@ -16,6 +16,7 @@ from schemas.fields import (
     Choice,
     Currency,
     SalesforceId,
+    StiggId,
     StrictBoolean,
     StrictInteger,
     Text,
@@ -65,7 +66,7 @@ class CreateSubscriptionRequest(RequestSchema):
         required=True,
         metadata={"description": "Salesforce Account ID of the customer (15 or 18 characters)."},
     )
-    stiggCustomerId = Text(metadata={"description": STIGG_CUSTOMER_ID_DESCRIPTION})
+    stiggCustomerId = StiggId(metadata={"description": STIGG_CUSTOMER_ID_DESCRIPTION})
     customerName = Text(metadata={"description": "Customer name, set on the Stigg customer."})
     customerEmail = fields.Email(
         validate=validate.Length(max=254),
@@ -110,7 +111,7 @@ class CreateSubscriptionRequest(RequestSchema):
     startDate = UtcDateTime(
         metadata={"description": "Start date (start of that day, UTC); defaults to now."}
     )
-    resourceId = Text(
+    resourceId = StiggId(
         metadata={"description": "Stigg resource ID, for products with several subscriptions."}
     )
     salesforceOpportunityId = SalesforceId(

@@ -49,15 +49,15 @@ def test_every_call_carries_the_stigg_key_and_api_version(caller, stigg):
 def test_explicit_stigg_customer_id_is_used_and_url_encoded(caller, stigg):
     response = caller.post(
         WITHOUT_EMAIL,
-        {"salesforceAccountId": ACCOUNT_18, "customerName": "Acme", "stiggCustomerId": "acme/eu 1"},
+        {"salesforceAccountId": ACCOUNT_18, "customerName": "Acme", "stiggCustomerId": "acme|eu@1"},
     )
 
     assert response.status_code == 200
-    assert response.json["stiggCustomerId"] == "acme/eu 1"
+    assert response.json["stiggCustomerId"] == "acme|eu@1"
     assert (
-        response.json["stiggCustomerUrl"] == "https://app.stigg.test/env-1/customers/acme%2Feu%201"
+        response.json["stiggCustomerUrl"] == "https://app.stigg.test/env-1/customers/acme%7Ceu%401"
     )
-    assert stigg.calls_to("ProvisionCustomer")[0].input["customerId"] == "acme/eu 1"
+    assert stigg.calls_to("ProvisionCustomer")[0].input["customerId"] == "acme|eu@1"
     assert stigg.calls_to("ProvisionCustomer")[0].input["salesforceId"] == ACCOUNT_18
 
 
@@ -268,6 +268,38 @@ def test_invalid_input_is_a_400_naming_the_field_and_nothing_reaches_stigg(
     assert response.json["message"].startswith(f"{field}: ")
     assert [error["field"] for error in response.json["fieldErrors"]] == [field]
     assert message_part in response.json["fieldErrors"][0]["message"]
+    assert stigg.calls == []
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        (WITHOUT_EMAIL, "stiggCustomerId", "acme/eu 1"),
+        (WITHOUT_EMAIL, "stiggCustomerId", "-acme"),
+        (WITHOUT_EMAIL, "stiggCustomerId", "a" * 256),
+        ("create-subscription", "stiggCustomerId", "acme#1"),
+        ("create-subscription", "resourceId", "workspace 1"),
+        ("create-credit-grant", "stiggCustomerId", "ac me"),
+        ("create-credit-grant", "resourceId", "ws/1"),
+    ],
+)
+def test_stigg_ids_outside_stiggs_rule_are_a_400_before_any_call(caller, stigg, path, field, value):
+    bodies = {
+        WITHOUT_EMAIL: {"salesforceAccountId": ACCOUNT_18, "customerName": "Acme"},
+        "create-subscription": {"salesforceAccountId": ACCOUNT_18, "planId": "plan-pro"},
+        "create-credit-grant": {
+            "stiggCustomerId": "acme",
+            "grantType": "PROMOTIONAL",
+            "currencyId": "cred-type-ai-tokens",
+            "displayName": "Welcome",
+            "amount": 1,
+        },
+    }
+
+    response = caller.post(path, {**bodies[path], field: value})
+
+    assert response.status_code == 400
+    assert response.json["fieldErrors"][0]["field"] == field
     assert stigg.calls == []
 
 
