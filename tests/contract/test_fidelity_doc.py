@@ -36,4 +36,4 @@ def test_every_row_says_how_sure_we_are_and_what_tests_it():
     for row in rows:
         assert len(row) == 6, row[0]
         assert re.search(r"\b(confirmed|assumed|unknown)\b", row[2]), row[0]
-        assert CITATION.search(row[5]) or "service: see lead" in row[5], row[0]
+        assert CITATION.search(row[5]), row[0]
