@@ -795,6 +795,12 @@ def main() -> int:
         help="rounds of the zero-latency runs (interleaved; the table shows medians)",
     )
     parser.add_argument("--profile", action="store_true", help="also py-spy the hot path")
+    parser.add_argument(
+        "--bulk-opportunities", type=int, default=1000, help="bulk at Stigg's limits: N"
+    )
+    parser.add_argument(
+        "--bulk-window", type=float, default=6.0, help="bulk at Stigg's limits: the window, s"
+    )
     args = parser.parse_args()
 
     wrk = Wrk(ensure_wrk())
@@ -876,6 +882,13 @@ def main() -> int:
             bulk_closed_won(bench, delay_ms=SLOW_MS),
         ]
 
+        print("bulk at Stigg's limits", flush=True)
+        import bulk  # bench/bulk.py: starts its own sandbox (limits on) and service
+
+        results["bulk_at_limits"] = bulk.bulk_at_limits(
+            opportunities=args.bulk_opportunities, window_s=args.bulk_window, workdir=workdir
+        )
+
         results["memory"] = {
             name: [memory_kib(pid) for pid in servers[name].worker_pids()]
             for name in ("service", "baseline")
@@ -907,6 +920,11 @@ def main() -> int:
     out.write_text(json.dumps(results, indent=2))
     print()
     print(table(results))
+    if "bulk_at_limits" in results:
+        import bulk
+
+        print()
+        print(bulk.table(results["bulk_at_limits"]))
     if "profile" in results:
         print()
         print("py-spy --gil, createSubscription at c=32, share of samples in service workers:")
