@@ -358,6 +358,24 @@ def _print_banner(base_url: str, use_sandbox: bool) -> None:
                 + " -d "
                 + shlex.quote(json.dumps(action.example))
             )
+        batch = {
+            "items": [
+                {
+                    "operation": action.operation_id,
+                    "idempotencyKey": f"try-{number}-{action.operation_id}",
+                    "body": action.example,
+                }
+                for number, action in enumerate(ACTIONS[:3], start=1)
+            ]
+        }
+        lines.append("  # Several at once, in one call (the bulk path); answered when done")
+        lines.append(
+            "  curl -sS -X POST "
+            + shlex.quote(base_url + "/v1/batches")
+            + f" -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
+            + " -H 'Prefer: wait=30' -d "
+            + shlex.quote(json.dumps(batch))
+        )
         lines += ["", "Or play the whole Closed Won path: .venv/bin/stigg-flow-actions demo", ""]
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
