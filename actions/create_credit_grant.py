@@ -7,13 +7,10 @@ an unknown outcome, and looked up first when the caller sent an Idempotency-Key.
 
 from __future__ import annotations
 
-import logging
-
 from actions.once import CreationTag, create_once
+from actions.pages import find_in_pages
 from app.stigg import StiggSession
 from schemas.fields import rfc3339
-
-log = logging.getLogger(__name__)
 
 # The customer's grants in this currency are scanned for our tag a page at a time.
 LOOKUP_PAGE_SIZE = 100
@@ -66,25 +63,13 @@ def find_tagged_grant(*, stigg: StiggSession, grant_input: dict, tag: CreationTa
     }
     if "resourceId" in grant_input:
         lookup["resourceId"] = grant_input["resourceId"]
-    after = None
-    for _page in range(MAX_LOOKUP_PAGES):
-        paging = {"first": LOOKUP_PAGE_SIZE}
-        if after is not None:
-            paging["after"] = after
-        connection = stigg.execute("CreditGrants", {"input": {**lookup, "paging": paging}})
-        for edge in connection.get("edges") or []:
-            node = edge.get("node") or {}
-            if tag.marks(node.get("additionalMetaData")):
-                return node
-        page_info = connection.get("pageInfo") or {}
-        after = page_info.get("endCursor")
-        if not page_info.get("hasNextPage") or not after:
-            return None
-    log.warning(
-        f"credit grant look-up stopped after {MAX_LOOKUP_PAGES} pages of "
-        f"{LOOKUP_PAGE_SIZE}: the customer has more grants in this currency than it scans"
+    return find_in_pages(
+        lambda paging: stigg.execute("CreditGrants", {"input": {**lookup, "paging": paging}}),
+        lambda node: tag.marks(node.get("additionalMetaData")),
+        page_size=LOOKUP_PAGE_SIZE,
+        max_pages=MAX_LOOKUP_PAGES,
+        what="credit grant",
     )
-    return None
 
 
 def result(grant: dict) -> dict:

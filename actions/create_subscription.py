@@ -8,16 +8,12 @@ Opportunity ID → the subscription's `salesforceId`.
 
 from __future__ import annotations
 
-import logging
-
 from actions import customers
 from actions.once import CreationTag, create_once
+from actions.pages import find_in_pages
 from app.stigg import StiggSession
 from schemas.fields import rfc3339
 from schemas.subscription import DEFAULT_PAYMENT_COLLECTION_METHOD as DEFAULT_PAYMENT
-
-log = logging.getLogger(__name__)
-
 
 # Every state a subscription we just created can be in: live, scheduled for a later
 # start, or waiting for its first payment. Named, not "active": that word's meaning in
@@ -76,26 +72,16 @@ def find_tagged_subscription(
     }
     if "resourceId" in provision_input:
         subscription_filter["resource"] = {"resourceId": {"eq": provision_input["resourceId"]}}
-    after = None
-    for _page in range(MAX_LOOKUP_PAGES):
-        paging = {"first": LOOKUP_PAGE_SIZE}
-        if after is not None:
-            paging["after"] = after
-        connection = stigg.execute(
+    node = find_in_pages(
+        lambda paging: stigg.execute(
             "CustomerSubscriptions", {"filter": subscription_filter, "paging": paging}
-        )
-        for edge in connection.get("edges") or []:
-            node = edge.get("node") or {}
-            if tag.marks(node.get("additionalMetaData")):
-                return found(node)
-        page_info = connection.get("pageInfo") or {}
-        after = page_info.get("endCursor")
-        if not page_info.get("hasNextPage") or not after:
-            return None
-    log.warning(
-        f"subscription look-up stopped after {MAX_LOOKUP_PAGES} pages of {LOOKUP_PAGE_SIZE}"
+        ),
+        lambda node: tag.marks(node.get("additionalMetaData")),
+        page_size=LOOKUP_PAGE_SIZE,
+        max_pages=MAX_LOOKUP_PAGES,
+        what="subscription",
     )
-    return None
+    return found(node) if node is not None else None
 
 
 def found(subscription: dict) -> dict:

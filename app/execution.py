@@ -98,8 +98,8 @@ class Executor:
             return Outcome.of_error(error)
         stigg = None
         try:
-            request_schema, response_schema = self._schemas[operation]
-            loaded = load(request_schema, payload)
+            loaded = self.load(operation, payload)
+            response_schema = self._schemas[operation][1]
             request_fingerprint = fingerprint(canonical(loaded))
             if idempotency_key is not None:
                 replay = self.ledger.claim(
@@ -138,6 +138,10 @@ class Executor:
         entry.attempts = stigg.attempts
         entry.succeeded(body)
         return Outcome(200, body)
+
+    def load(self, operation: str, payload: Any) -> dict:
+        """The request loaded by the action's schema; ActionError (400) when invalid."""
+        return load(self._schemas[operation][0], payload)
 
     def refuse(
         self,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from marshmallow import ValidationError
 
 from app.errors import ActionError, FieldError, validation_failed
-from app.execution import Executor, load
+from app.execution import Executor
 from app.request_context import request_of_its_own
 from app.store.batches import BatchStore, NewItem
 from schemas.base import flatten_messages
@@ -110,8 +110,10 @@ def _item(executor: Executor, caller_key_id: str, index: int, raw) -> NewItem:
         )
         return _refused(index, raw, error)
     key = envelope["idempotencyKey"]
+    refused = None
+    entity_key = None
     try:
-        loaded = load(action.request_schema(), envelope["body"])
+        entity_key = action.entity(executor.load(operation, envelope["body"]))
     except ActionError:
         # Exactly what a single call answers, with its log row: run it the same way (it
         # stops at validation, before any claim or Stigg call).
@@ -122,22 +124,15 @@ def _item(executor: Executor, caller_key_id: str, index: int, raw) -> NewItem:
                 payload=envelope["body"],
                 idempotency_key=key,
             )
-        return NewItem(
-            index=index,
-            operation=operation,
-            idempotency_key=key,
-            reference=envelope.get("reference"),
-            payload=envelope["body"],
-            entity_key=None,
-            refused=(outcome.status, outcome.body),
-        )
+        refused = (outcome.status, outcome.body)
     return NewItem(
         index=index,
         operation=operation,
         idempotency_key=key,
         reference=envelope.get("reference"),
         payload=envelope["body"],
-        entity_key=action.entity(loaded),
+        entity_key=entity_key,
+        refused=refused,
     )
 
 
