@@ -84,32 +84,31 @@ class Executor:
         if current_request_id() is None:
             set_request_id(uuid.uuid4().hex)
         action = self.actions[operation]
+        request = {
+            "operation": operation,
+            "caller_key_id": caller_key_id,
+            "payload": payload,
+            "idempotency_key": idempotency_key,
+            "correlation_id": correlation_id,
+            "replay_of": replay_of,
+            "batch_item_id": batch_item_id,
+        }
         try:
-            entry = self.ledger.start(
-                operation=operation,
-                caller_key_id=caller_key_id,
-                idempotency_key=idempotency_key,
-                payload=payload,
-                correlation_id=correlation_id,
-                replay_of=replay_of,
-                batch_item_id=batch_item_id,
-            )
+            # Validation first: it has no side effect, and the claim holds the loaded
+            # request's fingerprint.
+            loaded = self.load(operation, payload)
+        except ActionError as error:
+            self.ledger.refuse(error=error, **request)
+            return Outcome.of_error(error)
+        request_fingerprint = fingerprint(canonical(loaded))
+        try:
+            entry, replay = self.ledger.open(fingerprint=request_fingerprint, **request)
         except ActionError as error:
             return Outcome.of_error(error)
+        if replay is not None:
+            return Outcome(replay.status, replay.body, replayed=True)
         stigg = None
         try:
-            loaded = self.load(operation, payload)
-            response_schema = self._schemas[operation][1]
-            request_fingerprint = fingerprint(canonical(loaded))
-            if idempotency_key is not None:
-                replay = self.ledger.claim(
-                    entry,
-                    caller_key_id=caller_key_id,
-                    idempotency_key=idempotency_key,
-                    fingerprint=request_fingerprint,
-                )
-                if replay is not None:
-                    return Outcome(replay.status, replay.body, replayed=True)
             tag = CreationTag(
                 caller_key_id=caller_key_id,
                 operation=operation,
@@ -119,7 +118,7 @@ class Executor:
             )
             stigg = self.stigg.session(**(session_options or {}))
             result = action.handler(request=loaded, stigg=stigg, tag=tag)
-            body = response_schema.dump(result)
+            body = self._schemas[operation][1].dump(result)
         except ActionError as error:
             entry.attempts = stigg.attempts if stigg else 0
             entry.failed(error)
@@ -154,17 +153,14 @@ class Executor:
     ) -> None:
         """Log a request refused before its body could be read (too large, not JSON, ...),
         so every authenticated request leaves a row."""
-        try:
-            entry = self.ledger.start(
-                operation=operation,
-                caller_key_id=caller_key_id,
-                idempotency_key=idempotency_key,
-                payload=None,
-                correlation_id=correlation_id,
-            )
-        except ActionError:
-            return  # the log is down; the refusal itself still goes out
-        entry.failed(error)
+        self.ledger.refuse(
+            operation=operation,
+            caller_key_id=caller_key_id,
+            payload=None,
+            error=error,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
 
 
 def load(schema: Schema, payload: Any) -> dict:

@@ -59,66 +59,65 @@ class Entry:
     finished: bool = field(default=False)
 
     def succeeded(self, body: dict, *, status: int = 200) -> None:
-        self._complete(status, body)
-        self._finish("succeeded", status, **_stigg_ids(body))
+        self._finish("succeeded", status, _stigg_ids(body), keep=(status, body))
 
     def replayed(self, replay: Replay) -> None:
-        self._finish("replayed", replay.status, **_stigg_ids(replay.body))
+        self._finish("replayed", replay.status, _stigg_ids(replay.body))
 
     def failed(self, error: ActionError) -> None:
         final = 400 <= error.status < 500 and not error.retryable
-        if final:
-            self._complete(error.status, error.body())
-        else:
-            self._release()
         self._finish(
             "rejected" if final else "failed",
             error.status,
-            error_code=error.code,
-            stigg_error_code=error.stigg_error_code,
-            message=error.message,
+            {
+                "error_code": error.code,
+                "stigg_error_code": error.stigg_error_code,
+                "message": error.message,
+            },
+            keep=(error.status, error.body()) if final else None,
         )
 
     def crashed(self) -> None:
-        self._release()
-        self._finish("failed", 500, error_code="INTERNAL_ERROR", message="unexpected error")
+        self._finish(
+            "failed", 500, {"error_code": "INTERNAL_ERROR", "message": "unexpected error"}
+        )
 
-    def _complete(self, status: int, body: dict) -> None:
-        if self.record_id is None:
-            return
-        try:
-            self.ledger.store.idempotency.complete(
-                self.record_id, status=status, body=body, ttl_s=self.ledger.ttl_s
-            )
-        except StoreError as error:
-            # The work is done; the answer still goes out. The key stays claimed until its
-            # lock lapses, and the retry after that resumes (creations look first).
-            log.error("could not store the idempotent answer: %s", error)
-
-    def _release(self) -> None:
-        if self.record_id is None:
-            return
-        try:
-            self.ledger.store.idempotency.release(self.record_id)
-        except StoreError as error:
-            log.error("could not release the idempotency key: %s", error)
-
-    def _finish(self, outcome: str, status: int, **details) -> None:
+    def _finish(
+        self, outcome: str, status: int, details: dict, *, keep: tuple[int, dict] | None = None
+    ) -> None:
+        """The outcome in the log and, under a key, the answer kept for replays (`keep`, a
+        final answer) or the key released for a retry: one transaction."""
         if self.finished:
             return
         self.finished = True
         duration_ms = int((time.monotonic() - self.started) * 1000)
+        store = self.ledger.store
         try:
-            self.ledger.store.log.finish(
-                self.log_id,
-                outcome=outcome,
-                http_status=status,
-                attempts=self.attempts,
-                duration_ms=duration_ms,
-                **details,
-            )
+            with store.transaction() as connection:
+                if self.record_id is not None and keep is not None:
+                    store.idempotency.complete(
+                        self.record_id,
+                        status=keep[0],
+                        body=keep[1],
+                        ttl_s=self.ledger.ttl_s,
+                        connection=connection,
+                    )
+                elif self.record_id is not None and outcome != "replayed":
+                    store.idempotency.release(self.record_id, connection=connection)
+                store.log.finish(
+                    self.log_id,
+                    outcome=outcome,
+                    http_status=status,
+                    attempts=self.attempts,
+                    duration_ms=duration_ms,
+                    connection=connection,
+                    **details,
+                )
         except StoreError as error:
-            log.error("could not finish the provisioning log entry: %s", error)
+            # The answer still goes out. The log row stays in_progress and a claimed key
+            # stays claimed until its lock lapses; the retry after that resumes (creations
+            # look first).
+            log.error("could not record the outcome: %s", error)
         log.info(
             "provisioning outcome",
             extra={
@@ -141,75 +140,152 @@ class Ledger:
         self.lock_s = lock_s
         self._last_purge = 0.0
 
-    def start(
+    def open(
         self,
         *,
         operation: str,
         caller_key_id: str,
-        idempotency_key: str | None,
         payload: dict | None,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
         correlation_id: str | None = None,
         replay_of: int | None = None,
         batch_item_id: int | None = None,
-    ) -> Entry:
-        """Log the request before any work. Raises ActionError (503) if the log is down."""
+    ) -> tuple[Entry, Replay | None]:
+        """Log the request before any work and claim its key (one transaction when the key
+        is new). The Replay to answer with, if the key's request already finished.
+
+        Raises ActionError: 503 if the store is down; the idempotency refusals (the same
+        key with another body, a key still running) after finishing the entry.
+        """
         self._purge_now_and_then()
         started = time.monotonic()
+        log_fields = self._log_fields(
+            operation, caller_key_id, idempotency_key, payload, correlation_id
+        )
+        claim_args = None
+        if idempotency_key is not None:
+            claim_args = {
+                "caller_key_id": caller_key_id,
+                "operation": operation,
+                "key": idempotency_key,
+                "fingerprint": fingerprint,
+                "request_id": current_request_id() or "",
+                "lock_s": self.lock_s,
+                "ttl_s": self.ttl_s,
+            }
+        try:
+            with self.store.transaction() as connection:
+                log_id = self.store.log.start(
+                    payload=payload,
+                    replay_of=replay_of,
+                    batch_item_id=batch_item_id,
+                    connection=connection,
+                    **log_fields,
+                )
+                claim = (
+                    self.store.idempotency.claim_if_new(connection, **claim_args)
+                    if claim_args
+                    else None
+                )
+        except StoreError as error:
+            raise store_unavailable(error) from error
+        entry = Entry(self, log_id, operation, started)
+        if claim_args is None:
+            return entry, None
+        if claim is None:
+            # The key exists: replay, refuse, or take over a dead request's claim.
+            try:
+                claim = self.store.idempotency.claim(**claim_args)
+            except StoreError as error:
+                failure = store_unavailable(error)
+                entry.failed(failure)
+                raise failure from error
+        if isinstance(claim, Claimed):
+            entry.record_id = claim.record_id
+            entry.resumed = claim.resumed
+            if claim.resumed:
+                log.warning(
+                    "resuming a request whose worker died", extra={"operation": operation}
+                )
+            return entry, None
+        if isinstance(claim, Replay):
+            entry.replayed(claim)
+            return entry, claim
+        refusal = _refusal(claim)
+        entry.failed(refusal)
+        raise refusal
+
+    def refuse(
+        self,
+        *,
+        operation: str,
+        caller_key_id: str,
+        payload: dict | None,
+        error: ActionError,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        replay_of: int | None = None,
+        batch_item_id: int | None = None,
+    ) -> None:
+        """Log a request refused before any work (invalid, unreadable): one row, written
+        finished. A log that is down does not change the refusal."""
+        started = time.monotonic()
+        log_fields = self._log_fields(
+            operation, caller_key_id, idempotency_key, payload, correlation_id
+        )
+        try:
+            with self.store.transaction() as connection:
+                log_id = self.store.log.start(
+                    payload=payload,
+                    replay_of=replay_of,
+                    batch_item_id=batch_item_id,
+                    connection=connection,
+                    **log_fields,
+                )
+                entry = Entry(self, log_id, operation, started)
+                entry.finished = True
+                final = 400 <= error.status < 500 and not error.retryable
+                self.store.log.finish(
+                    log_id,
+                    outcome="rejected" if final else "failed",
+                    http_status=error.status,
+                    attempts=0,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    error_code=error.code,
+                    stigg_error_code=error.stigg_error_code,
+                    message=error.message,
+                    connection=connection,
+                )
+        except StoreError as store_error:
+            log.error("could not log a refused request: %s", store_error)
+        log.info(
+            "provisioning outcome",
+            extra={
+                "operation": operation,
+                "outcome": "rejected",
+                "status": error.status,
+                "attempts": 0,
+                "code": error.code,
+            },
+        )
+
+    @staticmethod
+    def _log_fields(operation, caller_key_id, idempotency_key, payload, correlation_id) -> dict:
         account_id, opportunity_id = salesforce_ids(payload)
-        request_fields = {
+        fields = {
             "operation": operation,
             "caller_key_id": caller_key_id,
             "idempotency_key": idempotency_key,
             "salesforce_account_id": account_id,
             "salesforce_opportunity_id": opportunity_id,
         }
-        bind_request_fields(correlation_id=correlation_id, **request_fields)
-        try:
-            log_id = self.store.log.start(
-                request_id=current_request_id() or "",
-                payload=payload,
-                replay_of=replay_of,
-                correlation_id=correlation_id,
-                batch_item_id=batch_item_id,
-                **request_fields,
-            )
-        except StoreError as error:
-            raise store_unavailable(error) from error
-        return Entry(self, log_id, operation, started)
-
-    def claim(
-        self, entry: Entry, *, caller_key_id: str, idempotency_key: str, fingerprint: str
-    ) -> Replay | None:
-        """Claim the key for this entry's request: None to go ahead, a Replay to answer
-        with. Raises ActionError (after finishing the entry) when it must not run."""
-        try:
-            claim = self.store.idempotency.claim(
-                caller_key_id=caller_key_id,
-                operation=entry.operation,
-                key=idempotency_key,
-                fingerprint=fingerprint,
-                request_id=current_request_id() or "",
-                lock_s=self.lock_s,
-                ttl_s=self.ttl_s,
-            )
-        except StoreError as error:
-            failure = store_unavailable(error)
-            entry.failed(failure)
-            raise failure from error
-        if isinstance(claim, Claimed):
-            entry.record_id = claim.record_id
-            entry.resumed = claim.resumed
-            if claim.resumed:
-                log.warning(
-                    "resuming a request whose worker died", extra={"operation": entry.operation}
-                )
-            return None
-        if isinstance(claim, Replay):
-            entry.replayed(claim)
-            return claim
-        refusal = _refusal(claim)
-        entry.failed(refusal)
-        raise refusal
+        bind_request_fields(correlation_id=correlation_id, **fields)
+        return {
+            **fields,
+            "request_id": current_request_id() or "",
+            "correlation_id": correlation_id,
+        }
 
     def _purge_now_and_then(self) -> None:
         now = time.monotonic()

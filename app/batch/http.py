@@ -45,31 +45,35 @@ def create_batch() -> Response:
     caller = authenticate(request.headers.get("Authorization"), runtime.settings.caller_keys)
     g.outcome_logged = True
     key = None
-    entry = None
     try:
         key = read_idempotency_key()
         request.max_content_length = settings.max_body_bytes
         body = read_json_object(settings.max_body_bytes)
-        entry = runtime.ledger.start(
-            operation=OPERATION,
+    except ActionError as error:
+        runtime.executor.refuse(
+            OPERATION,
             caller_key_id=caller.key_id,
+            error=error,
             idempotency_key=key,
-            payload=None,
             correlation_id=g.get("correlation_id"),
         )
-        if key is not None:
-            replay = runtime.ledger.claim(
-                entry,
-                caller_key_id=caller.key_id,
-                idempotency_key=key,
-                fingerprint=fingerprint(body),
-            )
-            if replay is not None:
-                if replay.status != 202:
-                    return _json(replay.body, replay.status, {"Idempotent-Replayed": "true"})
-                response = _answer(replay.body["batchId"], wait_s=_preferred_wait_s())
-                response.headers["Idempotent-Replayed"] = "true"
-                return response
+        raise
+    # Raises (logged, or the store is down) when this key must not run again.
+    entry, replay = runtime.ledger.open(
+        operation=OPERATION,
+        caller_key_id=caller.key_id,
+        payload=None,
+        idempotency_key=key,
+        fingerprint=fingerprint(body),
+        correlation_id=g.get("correlation_id"),
+    )
+    if replay is not None:
+        if replay.status != 202:
+            return _json(replay.body, replay.status, {"Idempotent-Replayed": "true"})
+        response = _answer(replay.body["batchId"], wait_s=_preferred_wait_s())
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
         submitted = submit(
             executor=runtime.executor,
             batches=runtime.store.batches,
@@ -78,20 +82,10 @@ def create_batch() -> Response:
             max_items=settings.max_items,
         )
     except ActionError as error:
-        if entry is not None:
-            entry.failed(error)
-        else:
-            runtime.executor.refuse(
-                OPERATION,
-                caller_key_id=caller.key_id,
-                error=error,
-                idempotency_key=key,
-                correlation_id=g.get("correlation_id"),
-            )
+        entry.failed(error)
         raise
     except Exception:
-        if entry is not None:
-            entry.crashed()
+        entry.crashed()
         raise
     entry.succeeded({"batchId": submitted.batch_id}, status=202)
     worker = current_app.extensions.get("batch_worker")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from app.store.batches import BatchStore
-from app.store.errors import StoreError, describe, first_line
+from app.store.errors import StoreError, describe, first_line, transaction
 from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
 from app.store.provisioning_log import ProvisioningLog
@@ -235,6 +235,10 @@ class Store:
                 store.close()
                 raise
         return store
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One transaction for several of the stores' writes (they take `connection=`)."""
+        return transaction(self.engine)
 
     def check(self) -> None:
         """For /readyz: raise ``StoreError`` unless the database answers and is at head."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import URL, Engine, make_url
+from sqlalchemy import URL, Connection, Engine, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -45,3 +45,14 @@ def database_errors_as_store_error(engine: Engine) -> Iterator[None]:
     except OUTAGE_ERRORS as error:
         cause = getattr(error, "orig", None) or error
         raise StoreError(f"database at {describe(engine.url)}: {first_line(cause)}") from error
+
+
+@contextmanager
+def transaction(engine: Engine, connection: Connection | None = None) -> Iterator[Connection]:
+    """`connection` when the caller already has a transaction open (several writes of one
+    request commit together), else a transaction of its own; outages as StoreError."""
+    if connection is not None:
+        yield connection
+        return
+    with database_errors_as_store_error(engine), engine.begin() as own:
+        yield own

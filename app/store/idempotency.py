@@ -24,7 +24,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, upd
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from app.store.errors import database_errors_as_store_error
+from app.store.errors import database_errors_as_store_error, transaction
 from app.store.models import IdempotencyRecord, utc_now
 
 DEFAULT_TTL_S = 24 * 60 * 60  # IDEMPOTENCY_TTL_S
@@ -185,6 +185,33 @@ class IdempotencyStore:
                     return decision
             return InProgress()
 
+    def claim_if_new(
+        self,
+        connection: Connection,
+        *,
+        caller_key_id: str,
+        operation: str,
+        key: str,
+        fingerprint: str,
+        request_id: str,
+        lock_s: float,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> Claimed | None:
+        """The common case in the caller's transaction: the key is new, claim it. None when
+        it exists (nothing written): then ``claim`` decides, in transactions of its own."""
+        fresh = self._fresh_claim(
+            fingerprint=fingerprint, request_id=request_id, lock_s=lock_s, ttl_s=ttl_s
+        )
+        values = fresh | {"caller_key_id": caller_key_id, "operation": operation}
+        try:
+            # A savepoint: the unique constraint's refusal must not abort the caller's
+            # transaction (PostgreSQL would refuse every later statement in it).
+            with connection.begin_nested():
+                connection.execute(_INSERT, values | {"idempotency_key": key})
+        except IntegrityError:
+            return None
+        return Claimed(record_id=fresh["id"])
+
     def _insert(self, values: dict[str, Any]) -> bool:
         try:
             with self._engine.begin() as connection:
@@ -262,7 +289,13 @@ class IdempotencyStore:
         return Claimed(record_id=fresh["id"], resumed=True) if taken == 1 else None
 
     def complete(
-        self, record_id: str, *, status: int, body: Any, ttl_s: float = DEFAULT_TTL_S
+        self,
+        record_id: str,
+        *,
+        status: int,
+        body: Any,
+        ttl_s: float = DEFAULT_TTL_S,
+        connection: Connection | None = None,
     ) -> bool:
         """Store the final outcome (a success or a non-retryable rejection) for replays.
 
@@ -270,7 +303,7 @@ class IdempotencyStore:
         caller still answers its own request, but the stored answer is the other one's.
         """
         now = self._clock()
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine, connection) as connection:
             stored = connection.execute(
                 _COMPLETE,
                 {
@@ -283,12 +316,12 @@ class IdempotencyStore:
             ).rowcount
         return stored == 1
 
-    def release(self, record_id: str) -> bool:
+    def release(self, record_id: str, *, connection: Connection | None = None) -> bool:
         """Drop an in-progress claim after a retryable failure, so a retry executes again.
 
         Returns False if the claim was already lost.
         """
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine, connection) as connection:
             deleted = connection.execute(_RELEASE, {"record_id": record_id}).rowcount
         return deleted == 1
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
-from app.store.errors import database_errors_as_store_error
+from app.store.errors import database_errors_as_store_error, transaction
 from app.store.models import LOG_OUTCOMES, ProvisioningLogEntry, utc_now
 
 FINAL_OUTCOMES = tuple(outcome for outcome in LOG_OUTCOMES if outcome != "in_progress")
@@ -97,13 +97,14 @@ class ProvisioningLog:
         replay_of: int | None = None,
         correlation_id: str | None = None,
         batch_item_id: int | None = None,
+        connection: Connection | None = None,
     ) -> int:
         """Record an accepted request before any work; returns the entry id.
 
         A replay (``replay_of``) also marks the original entry as replayed by this one, in
-        the same transaction.
+        the same transaction. With ``connection``, inside the caller's transaction.
         """
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine, connection) as connection:
             result = connection.execute(
                 _START,
                 {
@@ -143,6 +144,7 @@ class ProvisioningLog:
         stigg_customer_id: str | None = None,
         stigg_subscription_id: str | None = None,
         stigg_credit_grant_id: str | None = None,
+        connection: Connection | None = None,
     ) -> bool:
         """Record how the request ended; returns False if there is no such entry.
 
@@ -151,7 +153,7 @@ class ProvisioningLog:
         """
         if outcome not in FINAL_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(FINAL_OUTCOMES)}: {outcome!r}")
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine, connection) as connection:
             updated = connection.execute(
                 _FINISH,
                 {
