@@ -64,6 +64,8 @@ class BatchWorker:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
+        # PostgreSQL notifications that woke this worker (observable in tests and logs).
+        self.notifications = 0
 
     # Lifecycle
 
@@ -183,6 +185,7 @@ class BatchWorker:
                     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._stop.is_set():
                         for _ in connection.notifies(timeout=1.0, stop_after=1):
+                            self.notifications += 1
                             self._wake.set()
             except psycopg.Error as error:
                 log.warning(f"batch worker lost its LISTEN connection: {error}")

@@ -324,3 +324,26 @@ def test_prefer_wait_gives_up_with_a_202_when_items_are_still_queued(http, stigg
 
     assert response.status_code == 202
     assert response.json["status"] == "QUEUED"
+
+
+@pytest.mark.postgres
+def test_on_postgresql_an_idle_worker_is_woken_by_notify(postgres_url, stigg):
+    import time
+
+    app = create_app({**BASE_CONFIG, "DATABASE_URL": postgres_url, "BATCH_WORKER": "external"})
+    worker = app.extensions["batch_worker"]
+    worker.start()
+    try:
+        time.sleep(1.5)  # the worker is idle, LISTENing (its next poll is 30 s away)
+        batch_id = post_batch(
+            app.test_client(), [item("createCreditGrant", PROMOTIONAL_GRANT)]
+        ).json["batchId"]
+        deadline = time.monotonic() + 20
+        while get_batch(app.test_client(), batch_id).json["status"] != "COMPLETED":
+            assert time.monotonic() < deadline, "the worker was not woken"
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        worker.join(10)
+
+    assert worker.notifications >= 1
