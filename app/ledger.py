@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from app import metrics
 from app.errors import ActionError
 from app.request_context import bind_request_fields, current_request_id
 from app.store import Claimed, InProgress, Mismatch, Replay, Store, StoreError
@@ -107,7 +108,8 @@ class Entry:
         if self.finished:
             return
         self.finished = True
-        duration_ms = int((time.monotonic() - self.started) * 1000)
+        duration_s = time.monotonic() - self.started
+        duration_ms = int(duration_s * 1000)
         try:
             self.ledger.store.log.finish(
                 self.log_id,
@@ -119,6 +121,13 @@ class Entry:
             )
         except StoreError as error:
             log.error("could not finish the provisioning log entry: %s", error)
+        metrics.request_finished(
+            operation=self.operation,
+            outcome=outcome,
+            status=status,
+            duration_s=duration_s,
+            error_code=details.get("error_code"),
+        )
         log.info(
             "provisioning outcome",
             extra={

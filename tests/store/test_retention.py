@@ -47,7 +47,9 @@ def aged(store, clock):
     ids["succeeded"] = entry(store, "old-succeeded")
     ids["failed"] = entry(store, "old-failed", operation="createCreditGrant", outcome="failed")
     ids["rejected"] = entry(store, "old-rejected", outcome="rejected")
-    ids["replayed"] = entry(store, "old-replayed", operation="createCreditGrant", outcome="replayed")
+    ids["replayed"] = entry(
+        store, "old-replayed", operation="createCreditGrant", outcome="replayed"
+    )
     ids["crashed"] = entry(store, "old-crashed", outcome="in_progress")
     # Its idempotency record outlives the retention period: the row stays with it.
     ids["pinned"] = entry(store, "old-pinned", operation="createCreditGrant")
