@@ -53,7 +53,7 @@ REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
 # One Stigg attempt, bounded by STIGG_TIMEOUT_S.
 STIGG_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # A wait for rate budget: none for most calls, up to minutes for a batch item.
-RATE_WAIT_BUCKETS = (0.0, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+RATE_WAIT_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 # What a Stigg attempt can end with, besides "ok" and an HTTP status (`http_503`).
 TIMEOUT = "timeout"
