@@ -259,8 +259,6 @@ class BatchQueueCollector(Collector):
         self._lock = threading.Lock()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from app.store import StoreError
-
         with self._lock:
             try:
                 store = self._open()
@@ -269,7 +267,9 @@ class BatchQueueCollector(Collector):
                     oldest = store.batches.oldest_queued_at()
                 finally:
                     store.engine.dispose()
-            except (StoreError, ConfigError) as error:
+            except Exception as error:
+                # Whatever goes wrong here, the scrape still answers, without these gauges
+                # (an alert on their absence notices).
                 log.warning("metrics: cannot read the batch queue: %s", error)
                 return
         items = GaugeMetricFamily(

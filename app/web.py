@@ -62,9 +62,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     # embedded; the web thread that stores a batch wakes it.
     app.extensions["batch_worker"] = BatchWorker(runtime)
     # Likewise started by the serving process: LOG_RETENTION_DAYS, applied hourly.
-    app.extensions["retention"] = RetentionJob(
-        runtime.store, days=settings.log_retention_days
-    )
+    app.extensions["retention"] = RetentionJob(runtime.store, days=settings.log_retention_days)
 
     _register_request_id(app)
     register_error_handlers(app)
