@@ -70,7 +70,26 @@ def main(argv: list[str] | None = None) -> int:
         help="run batch items (scale-out: as many as wanted, on machines sharing PostgreSQL)",
     )
     worker.add_argument("--threads", type=int, default=None, help="default BATCH_WORKER_THREADS")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's metrics on this port (default $METRICS_PORT; not served "
+        "when PROMETHEUS_MULTIPROC_DIR is set: a service on this machine serves them)",
+    )
     worker.set_defaults(run=cmd_worker)
+
+    purge = commands.add_parser(
+        "purge",
+        help="delete provisioning-log rows and batches finished more than LOG_RETENTION_DAYS "
+        "ago (the service does it hourly)",
+    )
+    purge.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only show what would go, by operation and outcome; delete nothing",
+    )
+    purge.set_defaults(run=cmd_purge)
 
     log = commands.add_parser("log", help="list the provisioning log, or show one entry")
     log.add_argument("entry", nargs="?", help="entry id or request ID to show in full")
@@ -170,10 +189,65 @@ def cmd_worker(args) -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         runtime = Runtime.build(_cli_settings())
+        endpoint = _worker_metrics(runtime, port=args.metrics_port)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    wait_until_stopped(BatchWorker(runtime, threads=args.threads))
+    try:
+        wait_until_stopped(BatchWorker(runtime, threads=args.threads))
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+    return 0
+
+
+def _worker_metrics(runtime, *, port: int | None):
+    """Where a `worker` process's metrics go: into PROMETHEUS_MULTIPROC_DIR when it is set
+    (the service on the same machine serves them with its own), else served on
+    `port` / METRICS_PORT, else nowhere. Returns the endpoint it started, if any."""
+    from app.metrics import MULTIPROC_ENV, MetricsEndpoint
+    from app.runtime import default_database_url
+
+    directory = os.environ.get(MULTIPROC_ENV, "").strip()
+    if directory:
+        if not os.path.isdir(directory):
+            raise ConfigError(f"{MULTIPROC_ENV} {directory!r} is not a directory")
+        return None
+    serving = load_serving_settings(os.environ)
+    port = port or serving.metrics_port
+    if port is None:
+        return None
+    return MetricsEndpoint.start(
+        host=serving.metrics_host,
+        port=port,
+        database_url=runtime.settings.database_url or default_database_url(),
+        multiprocess=False,
+    )
+
+
+def cmd_purge(args) -> int:
+    """Apply LOG_RETENTION_DAYS now (or, with --dry-run, show what it would delete)."""
+    from app.config import log_retention_days
+    from app.retention import describe
+    from app.store import StoreError
+
+    try:
+        days = log_retention_days(os.environ)
+        store = _open_store()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.dry_run:
+            report = store.retention.preview(days=days)
+        else:
+            report = store.retention.purge(days=days)
+    except StoreError as exc:
+        print(f"purge failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print("\n".join(describe(report, days=days)))
     return 0
 
 

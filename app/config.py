@@ -38,6 +38,10 @@ MAX_IDEMPOTENCY_LOCK_S = 24 * 3600
 DEFAULT_THREADS = 32
 DEFAULT_REQUEST_READ_TIMEOUT_S = 5.0
 MAX_REQUEST_READ_TIMEOUT_S = 60.0
+DEFAULT_LOG_RETENTION_DAYS = 90
+MAX_LOG_RETENTION_DAYS = 36500
+# Metrics are served on a port of their own, on loopback unless METRICS_HOST says otherwise.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 # Stigg's published rate limits (reference §4.5), per window of STIGG_RATE_LIMIT_WINDOW_S.
 DEFAULT_RATE_LIMIT_WINDOW_S = 60.0
@@ -108,6 +112,8 @@ class Settings:
     idempotency_lock_s: float
     batch: BatchSettings
     log_level: str = "INFO"
+    # LOG_RETENTION_DAYS: finished provisioning-log rows and batches older than this go.
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     # May carry a password: never logged.
     redis_url: str | None = field(default=None, repr=False)
@@ -188,8 +194,17 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
         idempotency_lock_s=lock_s,
         batch=_batch_settings(environ),
         log_level=_log_level(environ),
+        log_retention_days=log_retention_days(environ),
         rate_limits=_rate_limits(environ),
         redis_url=_redis_url(environ),
+    )
+
+
+def log_retention_days(environ: Mapping[str, str]) -> int:
+    """LOG_RETENTION_DAYS, for the service and for the `purge` command (which needs nothing
+    else)."""
+    return _whole(
+        environ, "LOG_RETENTION_DAYS", DEFAULT_LOG_RETENTION_DAYS, 1, MAX_LOG_RETENTION_DAYS
     )
 
 
@@ -222,10 +237,16 @@ class ServingSettings:
     workers: int
     threads: int
     request_read_timeout_s: float
+    # METRICS_PORT: where the metrics are served (None: not served at all), on METRICS_HOST.
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
 
 
 def load_serving_settings(environ: Mapping[str, str]) -> ServingSettings:
     """Read without importing gunicorn: gunicorn itself parses WEB_CONCURRENCY on import."""
+    metrics_port = None
+    if environ.get("METRICS_PORT", "").strip():
+        metrics_port = port_setting(environ, "METRICS_PORT", 0)
     return ServingSettings(
         workers=_whole(environ, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1, 1024),
         threads=_whole(environ, "GUNICORN_THREADS", DEFAULT_THREADS, 1, 1024),
@@ -235,7 +256,24 @@ def load_serving_settings(environ: Mapping[str, str]) -> ServingSettings:
             DEFAULT_REQUEST_READ_TIMEOUT_S,
             at_most=MAX_REQUEST_READ_TIMEOUT_S,
         ),
+        metrics_port=metrics_port,
+        metrics_host=_host(environ, "METRICS_HOST", DEFAULT_METRICS_HOST),
     )
+
+
+def _host(environ: Mapping[str, str], name: str, default: str) -> str:
+    """An address to listen on: an IP address or a host name, nothing else."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})", raw):
+            raise ConfigError(
+                f"{name} must be an IP address or a host name to listen on (got {raw!r})"
+            ) from None
+    return raw
 
 
 def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from app import metrics
 from app.errors import ActionError
 from app.request_context import bind_request_fields, current_request_id
 from app.store import Claimed, InProgress, Mismatch, Replay, Store, StoreError
@@ -90,7 +91,8 @@ class Entry:
         if self.finished:
             return
         self.finished = True
-        duration_ms = int((time.monotonic() - self.started) * 1000)
+        duration_s = time.monotonic() - self.started
+        duration_ms = int(duration_s * 1000)
         store = self.ledger.store
         try:
             with store.transaction() as connection:
@@ -118,6 +120,13 @@ class Entry:
             # stays claimed until its lock lapses; the retry after that resumes (creations
             # look first).
             log.error("could not record the outcome: %s", error)
+        metrics.request_finished(
+            operation=self.operation,
+            outcome=outcome,
+            status=status,
+            duration_s=duration_s,
+            error_code=details.get("error_code"),
+        )
         log.info(
             "provisioning outcome",
             extra={
@@ -243,8 +252,6 @@ class Ledger:
                     connection=connection,
                     **log_fields,
                 )
-                entry = Entry(self, log_id, operation, started)
-                entry.finished = True
                 final = 400 <= error.status < 500 and not error.retryable
                 self.store.log.finish(
                     log_id,
@@ -259,11 +266,19 @@ class Ledger:
                 )
         except StoreError as store_error:
             log.error("could not log a refused request: %s", store_error)
+        outcome = "rejected" if 400 <= error.status < 500 and not error.retryable else "failed"
+        metrics.request_finished(
+            operation=operation,
+            outcome=outcome,
+            status=error.status,
+            duration_s=time.monotonic() - started,
+            error_code=error.code,
+        )
         log.info(
             "provisioning outcome",
             extra={
                 "operation": operation,
-                "outcome": "rejected",
+                "outcome": outcome,
                 "status": error.status,
                 "attempts": 0,
                 "code": error.code,

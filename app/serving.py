@@ -23,6 +23,11 @@ Start-up refusals happen in gunicorn's master, before any worker forks
 (`refuse_bad_configuration`, the `on_starting` hook): one line naming the setting, then
 exit 2. Left to the workers, every worker would print a traceback and gunicorn would
 retry them.
+
+Metrics (METRICS_PORT): the master prepares the multiprocess directory before it forks and
+serves every worker's metrics from a thread of its own (app/metrics.py); `child_exit` tells
+it when a worker is gone, `on_exit` removes what is left. Each worker also runs the hourly
+retention purge (app/retention.py), started with its embedded batch worker.
 """
 
 from __future__ import annotations
@@ -75,7 +80,9 @@ def gunicorn_options(
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "on_starting": refuse_bad_configuration,
+        "on_starting": on_starting,
+        "on_exit": on_exit,
+        "child_exit": on_child_exit,
         "post_worker_init": on_worker_ready,
         "worker_exit": on_worker_exit,
     }
@@ -84,13 +91,58 @@ def gunicorn_options(
     return options
 
 
+def on_starting(server) -> None:
+    """In the master, before it listens or forks: refuse a bad configuration, then serve
+    the metrics (METRICS_PORT) of every worker to come."""
+    refuse_bad_configuration(server)
+    server.metrics_endpoint = None
+    serving = load_serving_settings(os.environ)
+    if serving.metrics_port is None:
+        return
+    from app.metrics import MetricsEndpoint
+    from app.runtime import default_database_url
+
+    try:
+        server.metrics_endpoint = MetricsEndpoint.start(
+            host=serving.metrics_host,
+            port=serving.metrics_port,
+            database_url=load_settings(os.environ).database_url or default_database_url(),
+            multiprocess=True,
+        )
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def on_exit(server) -> None:
+    endpoint = getattr(server, "metrics_endpoint", None)
+    if endpoint is not None:
+        endpoint.stop()
+
+
+def on_child_exit(server, worker) -> None:
+    """In the master, whenever a worker is gone (even killed): its live gauges go. Its
+    counters stay part of the totals until the service stops."""
+    from app.metrics import process_exited
+
+    process_exited(worker.pid)
+
+
 def on_worker_ready(worker) -> None:
     freeze_startup_objects()
-    start_embedded_batch_worker(getattr(worker, "wsgi", None))
+    flask_app = getattr(worker, "wsgi", None)
+    start_embedded_batch_worker(flask_app)
+    retention = _extension(flask_app, "retention")
+    if retention is not None:
+        retention.start()
 
 
 def on_worker_exit(server, worker) -> None:
-    batch_worker = _batch_worker(getattr(worker, "wsgi", None))
+    flask_app = getattr(worker, "wsgi", None)
+    retention = _extension(flask_app, "retention")
+    if retention is not None:
+        retention.stop()
+    batch_worker = _batch_worker(flask_app)
     if batch_worker is not None:
         batch_worker.stop()
         batch_worker.join(timeout_s=10)
@@ -104,8 +156,12 @@ def start_embedded_batch_worker(flask_app) -> None:
 
 
 def _batch_worker(flask_app):
+    return _extension(flask_app, "batch_worker")
+
+
+def _extension(flask_app, name: str):
     extensions = getattr(flask_app, "extensions", None) or {}
-    return extensions.get("batch_worker")
+    return extensions.get(name)
 
 
 def freeze_startup_objects(worker=None) -> None:
@@ -124,11 +180,18 @@ def check_configuration(
     """
     from app.runtime import open_store
 
-    load_serving_settings(environ)
+    serving = load_serving_settings(environ)
     open_store(load_settings(environ).database_url).close()
     for address in addresses:
         if isinstance(address, tuple):
             _check_free(*address[:2])
+            if address[1] == serving.metrics_port:
+                raise ConfigError(
+                    f"METRICS_PORT {serving.metrics_port} is the service's own port; the "
+                    "metrics are served on a port of their own"
+                )
+    if serving.metrics_port is not None:
+        _check_free(serving.metrics_host, serving.metrics_port, setting="METRICS_PORT")
 
 
 def refuse_bad_configuration(server) -> None:
@@ -143,7 +206,8 @@ def refuse_bad_configuration(server) -> None:
         sys.exit(2)
 
 
-def _check_free(host: str, port: int) -> None:
+def _check_free(host: str, port: int, *, setting: str = "PORT") -> None:
+    """Raises ConfigError naming `setting` (PORT or METRICS_PORT) unless the port is free."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As gunicorn binds: a port left in TIME_WAIT is free, one being listened on is not.
@@ -151,14 +215,16 @@ def _check_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
+            ours = setting == "PORT"
+            where = "PORT (or --bind)" if ours else setting
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(
-                    f"PORT {port} is already in use on {host}; set PORT (or --bind) to a "
-                    "free port"
+                    f"{setting} {port} is already in use on {host}; set {where} to a free port"
                 ) from None
+            hosts = "HOST and PORT (or --bind)" if ours else f"METRICS_HOST and {setting}"
             raise ConfigError(
-                f"PORT {port} on {host} cannot be listened on ({exc.strerror or exc}); "
-                "check HOST and PORT (or --bind)"
+                f"{setting} {port} on {host} cannot be listened on ({exc.strerror or exc}); "
+                f"check {hosts}"
             ) from None
 
 

@@ -17,7 +17,9 @@ from app.logs import configure_logging
 from app.openapi import build_spec
 from app.pipeline import register_actions
 from app.request_context import clear_request_id, correlation_id, new_request_id
+from app.retention import RetentionJob
 from app.runtime import Runtime
+from app.stigg.client import LastCall
 from app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     # Built here, started by the serving process (app/serving.py) when BATCH_WORKER is
     # embedded; the web thread that stores a batch wakes it.
     app.extensions["batch_worker"] = BatchWorker(runtime)
+    # Likewise started by the serving process: LOG_RETENTION_DAYS, applied hourly.
+    app.extensions["retention"] = RetentionJob(runtime.store, days=settings.log_retention_days)
 
     _register_request_id(app)
     register_error_handlers(app)
@@ -108,6 +112,7 @@ def _register_openapi(app: Flask, spec: dict) -> None:
 
 def _register_health(app: Flask, store: Store) -> None:
     settings = app.extensions["settings"]
+    stigg = app.extensions["stigg"]
 
     @app.get("/healthz", provide_automatic_options=False)
     def healthz():
@@ -115,17 +120,33 @@ def _register_health(app: Flask, store: Store) -> None:
 
     @app.get("/readyz", provide_automatic_options=False)
     def readyz():
+        """Ready: the configuration loaded (or this app would not exist) and the database
+        answers at the current schema. Stigg's last answer is reported, never judged: a
+        Stigg outage would take every instance out of the load balancer at once, and
+        requests are better answered with a retryable 503 than refused by the balancer."""
+        body = {
+            "status": "ready",
+            "database": "ok",
+            "stigg": "sandbox" if settings.uses_local_stigg else "stigg",
+            "stiggLastCall": _last_call(stigg.last_call),
+        }
         try:
             store.check()
         except StoreError as exc:
             log.error("not ready: %s", exc)
-            response = jsonify({"status": "not ready", "database": "unavailable"})
+            response = jsonify(body | {"status": "not ready", "database": "unavailable"})
             response.status_code = 503
             return response
-        return jsonify(
-            {
-                "status": "ready",
-                "database": "ok",
-                "stigg": "sandbox" if settings.uses_local_stigg else "stigg",
-            }
-        )
+        return jsonify(body)
+
+
+def _last_call(last_call: LastCall | None) -> dict | None:
+    """This process's last attempt to call Stigg, as information (None before the first)."""
+    if last_call is None:
+        return None
+    return {
+        "operation": last_call.stigg_operation,
+        "result": last_call.result,
+        "at": last_call.at_utc.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "ageSeconds": round(last_call.age_s(), 1),
+    }

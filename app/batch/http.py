@@ -17,8 +17,9 @@ from app.batch.submission import submit
 from app.errors import ActionError
 from app.pipeline import read_idempotency_key, read_json_object
 from app.store import fingerprint
+from app.store.batches import CREATE_BATCH_OPERATION
 
-OPERATION = "createBatch"
+OPERATION = CREATE_BATCH_OPERATION
 _WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,6})\"?\s*$", re.IGNORECASE)
 
 

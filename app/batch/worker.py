@@ -27,6 +27,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from app import metrics
 from app.execution import Outcome
 from app.request_context import request_of_its_own
 from app.runtime import Runtime
@@ -206,25 +207,27 @@ class BatchWorker:
         try:
             if self._retry_later(outcome, item):
                 delay_s = retry_delay_s(outcome, item.attempts)
-                self.batches.requeue(
+                if self.batches.requeue(
                     item.id,
                     owner=self.owner,
                     not_before=datetime.now(UTC) + timedelta(seconds=delay_s),
                     http_status=outcome.status,
                     body=outcome.body,
-                )
+                ):
+                    metrics.batch_item_retried()
                 log.info(
                     f"batch item {item.batch_id}[{item.index}] will be retried in "
                     f"{delay_s:.1f} s (attempt {item.attempts}: {outcome.body.get('code')})"
                 )
                 return
-            self.batches.finish(
+            if self.batches.finish(
                 item.id,
                 owner=self.owner,
                 succeeded=outcome.succeeded,
                 http_status=outcome.status,
                 body=outcome.body,
-            )
+            ):
+                metrics.batch_item_finished(succeeded=outcome.succeeded)
         except StoreError as error:
             # The outcome is in the provisioning log; the lease lapses and the item is
             # run again, which finds what this run did (same key).

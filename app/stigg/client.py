@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -33,6 +34,7 @@ from tenacity import (
 )
 from urllib3.exceptions import NewConnectionError
 
+from app import metrics
 from app.stigg import errors
 from app.stigg.errors import StiggFailure
 from app.stigg.operations import Operation, Resend, load_operations
@@ -124,6 +126,8 @@ class StiggClient:
         self.rate_limiter = rate_limiter or RateLimiter.disabled()
         self._sleep = sleep
         self._local = threading.local()
+        # The last attempt of any thread of this process (None before the first).
+        self.last_call: LastCall | None = None
 
     def session(self, *, budget_wait_s: float | None = None) -> StiggSession:
         """Stigg calls that share one deadline of STIGG_DEADLINE_S.
@@ -150,32 +154,70 @@ class StiggClient:
         return session
 
     def attempt(self, operation: Operation, variables: dict, timeout_s: float) -> dict:
-        """One HTTP round trip; every failure comes out as a StiggFailure."""
+        """One HTTP round trip; every failure comes out as a StiggFailure, its
+        `attempt_result` saying how the attempt ended."""
         try:
             data = self._gql_session().execute(
                 _PrintedRequest(operation, variables), timeout=timeout_s
             )
         except TransportQueryError as exc:
-            raise errors.from_graphql_errors(exc.errors or [{"message": str(exc)}]) from exc
+            graphql_errors = exc.errors or [{"message": str(exc)}]
+            failure = errors.from_graphql_errors(graphql_errors)
+            raise _ended(failure, metrics.graphql_result(_first_code(graphql_errors))) from exc
         except _UpstreamHTTPError as exc:
-            raise errors.from_http_status(exc.status, exc.body, exc.retry_after_s) from exc
+            failure = errors.from_http_status(exc.status, exc.body, exc.retry_after_s)
+            raise _ended(failure, metrics.http_result(exc.status)) from exc
         except TransportProtocolError as exc:
-            raise errors.bad_response("the answer was not a GraphQL JSON document") from exc
+            failure = errors.bad_response("the answer was not a GraphQL JSON document")
+            raise _ended(failure, metrics.BAD_RESPONSE) from exc
         except TransportConnectionFailed as exc:
             raise _connection_failure(exc.__cause__) from exc
         if not isinstance(data, dict) or operation.result_key not in data:
-            raise errors.bad_response(f"no {operation.result_key} in the answer")
+            failure = errors.bad_response(f"no {operation.result_key} in the answer")
+            raise _ended(failure, metrics.BAD_RESPONSE)
         if data[operation.result_key] is None and operation.is_mutation:
-            raise errors.bad_response(f"{operation.result_key} came back empty")
+            failure = errors.bad_response(f"{operation.result_key} came back empty")
+            raise _ended(failure, metrics.BAD_RESPONSE)
         return data
 
 
+@dataclass(frozen=True)
+class LastCall:
+    """The last attempt this process sent to Stigg, for /readyz (information only)."""
+
+    stigg_operation: str
+    result: str
+    # time.monotonic() and the wall clock when its answer (or failure) came.
+    at: float
+    at_utc: datetime
+
+    def age_s(self) -> float:
+        return max(0.0, time.monotonic() - self.at)
+
+
+def _ended(failure: StiggFailure, result: str) -> StiggFailure:
+    failure.attempt_result = result
+    return failure
+
+
+def _first_code(graphql_errors: list) -> str | None:
+    first = graphql_errors[0] if graphql_errors else None
+    extensions = first.get("extensions") if isinstance(first, dict) else None
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def _connection_failure(cause: BaseException | None) -> StiggFailure:
-    if isinstance(cause, requests.ConnectTimeout) or _is_refused(cause):
-        return errors.unavailable("could not connect", may_have_executed=False)
+    if isinstance(cause, requests.ConnectTimeout):
+        failure = errors.unavailable("could not connect", may_have_executed=False)
+        return _ended(failure, metrics.TIMEOUT)
+    if _is_refused(cause):
+        failure = errors.unavailable("could not connect", may_have_executed=False)
+        return _ended(failure, metrics.CONNECTION_ERROR)
     if isinstance(cause, requests.Timeout):
-        return errors.timed_out("no answer within STIGG_TIMEOUT_S")
-    return errors.unavailable("the connection broke before an answer", may_have_executed=True)
+        return _ended(errors.timed_out("no answer within STIGG_TIMEOUT_S"), metrics.TIMEOUT)
+    failure = errors.unavailable("the connection broke before an answer", may_have_executed=True)
+    return _ended(failure, metrics.CONNECTION_ERROR)
 
 
 def _is_refused(cause: BaseException | None) -> bool:
@@ -225,6 +267,7 @@ class StiggSession:
             data = retrying(self._attempt, operation, variables, customer_id)
         except RateBudgetExhausted as exhausted:
             # Our own limiter already waited all it could: retrying would not help.
+            metrics.rate_limit_exhausted(stigg_operation=operation.field_name)
             raise errors.rate_limited(exhausted.retry_after_s) from exhausted
         return data[operation.result_key]
 
@@ -240,12 +283,14 @@ class StiggSession:
         self.attempts += 1
         started = time.monotonic()
         outcome = "ok"
+        result = "ok"
         try:
             return self._client.attempt(
                 operation, variables, min(self._client.timeout_s, remaining)
             )
         except StiggFailure as failure:
             outcome = failure.stigg_error_code or failure.code
+            result = failure.attempt_result or failure.code
             if failure.code == "STIGG_RATE_LIMITED":
                 # Stigg's own 429 (HTTP or RateLimitExceeded); our limiter's own refusal
                 # never gets here.
@@ -253,6 +298,13 @@ class StiggSession:
             raise
         finally:
             permit.done()
+            ended = time.monotonic()
+            metrics.stigg_call(
+                stigg_operation=operation.field_name, result=result, duration_s=ended - started
+            )
+            self._client.last_call = LastCall(
+                operation.field_name, result, ended, datetime.now(UTC)
+            )
             # One line per attempt, so a retried call shows each try and why it failed.
             log.info(
                 "Stigg call",
@@ -273,9 +325,10 @@ class StiggSession:
             timeout_s = self.remaining_s() - 2 * MIN_ATTEMPT_S
         else:
             timeout_s = self._budget_wait_s - self.budget_wait_s_spent
-        permit = self._client.rate_limiter.acquire(
-            operation.field_name, customer_id, timeout_s=max(0.0, timeout_s)
-        )
+        limiter = self._client.rate_limiter
+        permit = limiter.acquire(operation.field_name, customer_id, timeout_s=max(0.0, timeout_s))
+        if limiter.enabled:
+            metrics.rate_limit_wait(stigg_operation=operation.field_name, waited_s=permit.waited_s)
         self.budget_wait_s_spent += permit.waited_s
         if self._budget_wait_s is not None:
             self._deadline += permit.waited_s
@@ -297,6 +350,9 @@ class StiggSession:
         self, state: RetryCallState, operation: Operation, customer_id: str | None
     ) -> None:
         failure = state.outcome.exception() if state.outcome else None
+        metrics.stigg_retry(
+            stigg_operation=operation.field_name, code=getattr(failure, "code", "UNKNOWN")
+        )
         log.warning(
             "retrying Stigg call",
             extra={

@@ -27,6 +27,9 @@ class StiggFailure(ActionError):
     # False: Stigg certainly did not execute the operation, so resending cannot double it.
     may_have_executed: bool = True
     retry_after_s: float | None = None
+    # How the attempt ended, for the metrics: Stigg's GraphQL error code, http_<status>,
+    # timeout, connection_error or bad_response (set by the client that made the attempt).
+    attempt_result: str | None = None
 
 
 _AUTH_CODES = {

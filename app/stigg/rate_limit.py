@@ -57,6 +57,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import metrics
 from app.config import ConfigError, RateLimitSettings, Settings, key_id_for
 from app.stigg.operations import load_operations
 from app.store.errors import describe, first_line
@@ -702,6 +703,7 @@ class RateLimiter:
         """Count a 429 from Stigg (HTTP 429 or RateLimitExceeded) to a call of `operation`."""
         with self._counter_lock:
             self._stigg_429s[operation] += 1
+        metrics.stigg_rate_limited(stigg_operation=operation)
 
     def cool_down(self, operation: str, customer_id: str | None, *, seconds: float) -> None:
         """Hold the windows a call of `operation` uses for `seconds` (the call that Stigg

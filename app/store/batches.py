@@ -27,6 +27,8 @@ from app.store.models import Batch, BatchItem, UTCDateTime, utc_now
 from app.store.provisioning_log import redact
 
 NOTIFY_CHANNEL = "stigg_flow_actions_batch_items"
+# The operation a batch submission is logged (and keyed) under.
+CREATE_BATCH_OPERATION = "createBatch"
 UNFINISHED = ("QUEUED", "RUNNING")
 
 batches = Batch.__table__
@@ -266,6 +268,16 @@ class BatchStore:
                 .group_by(items.c.operation)
             ).all()
         return {operation: count for operation, count in rows}
+
+    def unfinished_counts(self) -> dict[str, int]:
+        """How many items are QUEUED and RUNNING (for the metrics: an index range scan)."""
+        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+            rows = connection.execute(
+                select(items.c.status, func.count())
+                .where(items.c.status.in_(UNFINISHED))
+                .group_by(items.c.status)
+            ).all()
+        return {status: count for status, count in rows}
 
     def oldest_queued_at(self) -> datetime | None:
         with database_errors_as_store_error(self._engine), self._engine.begin() as connection:

@@ -27,6 +27,7 @@ from app.store.errors import StoreError, describe, first_line, transaction
 from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
 from app.store.provisioning_log import ProvisioningLog
+from app.store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class Store:
         self.idempotency = IdempotencyStore(engine, clock=clock)
         self.log = ProvisioningLog(engine, clock=clock)
         self.batches = BatchStore(engine, clock=clock)
+        self.retention = Retention(engine, clock=clock)
 
     @classmethod
     def from_url(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -105,6 +106,19 @@ class ProvisioningLogEntry(Base):
         Index("ix_provisioning_log_salesforce_opportunity_id", "salesforce_opportunity_id"),
         Index("ix_provisioning_log_correlation_id", "correlation_id"),
         Index("ix_provisioning_log_batch_item_id", "batch_item_id"),
+        # Partial: only replays set them (retention's deletes look rows up by them).
+        Index(
+            "ix_provisioning_log_replay_of",
+            "replay_of",
+            postgresql_where=text("replay_of IS NOT NULL"),
+            sqlite_where=text("replay_of IS NOT NULL"),
+        ),
+        Index(
+            "ix_provisioning_log_replayed_by",
+            "replayed_by",
+            postgresql_where=text("replayed_by IS NOT NULL"),
+            sqlite_where=text("replayed_by IS NOT NULL"),
+        ),
         CheckConstraint(
             "outcome IN ('in_progress', 'succeeded', 'rejected', 'failed', 'replayed')",
             name="ck_provisioning_log_outcome",

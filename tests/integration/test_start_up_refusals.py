@@ -44,6 +44,10 @@ OURS = (
     "MAX_BODY_BYTES",
     "IDEMPOTENCY_TTL_S",
     "IDEMPOTENCY_LOCK_S",
+    "LOG_RETENTION_DAYS",
+    "METRICS_PORT",
+    "METRICS_HOST",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 BAD_SETTINGS = [
@@ -56,6 +60,9 @@ BAD_SETTINGS = [
     ("WEB_CONCURRENCY", "abc"),
     ("GUNICORN_THREADS", "0"),
     ("REQUEST_READ_TIMEOUT_S", "0"),
+    ("LOG_RETENTION_DAYS", "0"),
+    ("METRICS_PORT", "0"),
+    ("METRICS_HOST", "0.0.0.0:9100"),
     ("ACTIONS_API_KEYS", "caller-key-with-an-accent-é-0001"),
     ("ACTIONS_API_KEYS", f"{CALLER_KEY},caller-key-with-a-bell-\a-0002"),
 ]
@@ -146,6 +153,32 @@ def test_a_busy_port_is_refused_before_the_banner(tmp_path, how):
 
     assert_refused_in_one_line(result, "PORT")
     assert "already in use" in result.stderr
+
+
+@pytest.mark.parametrize("how", sorted(COMMANDS))
+def test_a_busy_metrics_port_is_refused_before_the_banner(tmp_path, how):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        command, env = COMMANDS[how](tmp_path)
+        env["METRICS_PORT"] = str(taken.getsockname()[1])
+
+        result = run_refused(command, env)
+
+    assert_refused_in_one_line(result, "METRICS_PORT")
+    assert "already in use" in result.stderr
+
+
+@pytest.mark.parametrize("how", sorted(COMMANDS))
+def test_metrics_on_the_service_port_are_refused(tmp_path, how):
+    port = free_port()
+    command, env = COMMANDS[how](tmp_path, port=port)
+    env["METRICS_PORT"] = str(port)
+
+    result = run_refused(command, env)
+
+    assert_refused_in_one_line(result, "METRICS_PORT")
+    assert "the service's own port" in result.stderr
 
 
 def test_a_busy_sandbox_port_is_refused_before_the_banner(tmp_path):

@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from app import create_app
 from app.cli import _cli_settings, main
+from app.store import Store
 from app.store.provisioning_log import entries
 from tests.conftest import PROMOTIONAL_GRANT, Caller
 from tests.fakes import Lost, Reply, data, page
@@ -175,3 +176,58 @@ def test_replay_and_log_work_beside_make_run_without_exports(tmp_path, monkeypat
 def test_openapi_prints_the_document(capsys):
     assert main(["openapi"]) == 0
     assert json.loads(capsys.readouterr().out)["openapi"] == "3.0.3"
+
+
+def test_purge_dry_run_shows_what_would_go_and_purge_deletes_it(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'retention.db'}"
+    hundred_days_ago = datetime.now(UTC) - timedelta(days=100)
+    old = Store.from_url(url, clock=lambda: hundred_days_ago)
+    for number, (operation, outcome) in enumerate(
+        [
+            ("createCreditGrant", "succeeded"),
+            ("createCreditGrant", "succeeded"),
+            ("createCustomerWithEmail", "failed"),
+            ("createSubscription", "in_progress"),
+        ]
+    ):
+        entry_id = old.log.start(request_id=f"old-{number}", operation=operation, caller_key_id="k")
+        if outcome != "in_progress":
+            old.log.finish(entry_id, outcome=outcome, http_status=200, attempts=1, duration_ms=3)
+    old.close()
+    new = Store.from_url(url)
+    new.log.start(request_id="new-1", operation="createCreditGrant", caller_key_id="k")
+    new.close()
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("LOG_RETENTION_DAYS", raising=False)
+
+    assert main(["purge", "--dry-run"]) == 0
+    preview = capsys.readouterr().out.splitlines()
+
+    assert preview[0].startswith("LOG_RETENTION_DAYS=90: rows finished before ")
+    assert preview[1:] == [
+        "provisioning log: would delete 3 rows",
+        "  OPERATION                     OUTCOME     ROWS",
+        "  createCreditGrant             succeeded   2",
+        "  createCustomerWithEmail       failed      1",
+        "  kept: 1 older rows still in progress, finished within the period, or pointed to "
+        "by an unexpired Idempotency-Key",
+        "batches: would delete 0 (0 items)",
+    ]
+    assert main(["log"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 5  # header + every row
+
+    assert main(["purge"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "provisioning log: deleted 3 rows"
+    assert main(["log"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 2  # the running one, the new one
+
+
+def test_purge_refuses_a_bad_retention_setting(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'retention.db'}")
+    monkeypatch.setenv("LOG_RETENTION_DAYS", "0")
+
+    assert main(["purge", "--dry-run"]) == 2
+    assert capsys.readouterr().err == (
+        "configuration error: LOG_RETENTION_DAYS must be a whole number from 1 to 36500 "
+        "(got '0')\n"
+    )

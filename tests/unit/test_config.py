@@ -57,6 +57,10 @@ def settings_with(**changes):
         ({"ACTIONS_API_KEYS": "a-perfectly-fine-key-1234,caller-key-0123456789é"}, "key #2"),
         ({"ACTIONS_API_KEYS": "caller-key-0123456789\x7f"}, "ACTIONS_API_KEYS key #1"),
         ({"STIGG_API_KEY": "server-stigg-secret-kéy-42"}, "STIGG_API_KEY"),
+        ({"LOG_RETENTION_DAYS": "0"}, "LOG_RETENTION_DAYS"),
+        ({"LOG_RETENTION_DAYS": "7.5"}, "LOG_RETENTION_DAYS"),
+        ({"LOG_RETENTION_DAYS": "forever"}, "LOG_RETENTION_DAYS"),
+        ({"LOG_RETENTION_DAYS": "36501"}, "LOG_RETENTION_DAYS"),
     ],
 )
 def test_bad_settings_stop_start_up_naming_the_setting(changes, named):
@@ -76,6 +80,7 @@ def test_bad_settings_stop_start_up_naming_the_setting(changes, named):
         ({"LOG_LEVEL": " Warning "}, {"log_level": "WARNING"}),
         ({"LOG_LEVEL": ""}, {"log_level": "INFO"}),
         ({"MAX_BODY_BYTES": "1024"}, {"max_body_bytes": 1024}),
+        ({"LOG_RETENTION_DAYS": "30"}, {"log_retention_days": 30}),
         ({"MAX_BODY_BYTES": "1048576"}, {"max_body_bytes": 1048576}),
         ({"IDEMPOTENCY_TTL_S": "3"}, {"idempotency_ttl_s": 3}),
         ({"IDEMPOTENCY_LOCK_S": "20.5"}, {"idempotency_lock_s": 20.5}),
@@ -114,6 +119,11 @@ def test_a_database_url_is_described_never_quoted():
         ({"REQUEST_READ_TIMEOUT_S": "nan"}, "REQUEST_READ_TIMEOUT_S"),
         ({"REQUEST_READ_TIMEOUT_S": "61"}, "REQUEST_READ_TIMEOUT_S"),
         ({"REQUEST_READ_TIMEOUT_S": "5s"}, "REQUEST_READ_TIMEOUT_S"),
+        ({"METRICS_PORT": "0"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "9100.5"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "65536"}, "METRICS_PORT"),
+        ({"METRICS_HOST": "0.0.0.0:9100"}, "METRICS_HOST"),
+        ({"METRICS_HOST": "http://metrics"}, "METRICS_HOST"),
     ],
 )
 def test_bad_serving_settings_are_refused_naming_the_setting(environ, named):
@@ -134,6 +144,13 @@ def test_serving_settings():
     assert defaults.workers >= 2
     assert defaults.request_read_timeout_s == 5
     assert (given.workers, given.threads, given.request_read_timeout_s) == (3, 4, 2.5)
+    # Metrics are not served unless asked for, and then on loopback unless told otherwise.
+    assert (defaults.metrics_port, defaults.metrics_host) == (None, "127.0.0.1")
+    metered = load_serving_settings({"METRICS_PORT": " 9100 ", "METRICS_HOST": "0.0.0.0"})
+    assert (metered.metrics_port, metered.metrics_host) == (9100, "0.0.0.0")
+    assert load_serving_settings({"METRICS_HOST": "metrics.internal"}).metrics_host == (
+        "metrics.internal"
+    )
 
 
 @pytest.mark.parametrize("raw", ["abc", "0", "65536", "80.0", "-1"])
@@ -194,6 +211,7 @@ def test_defaults():
     assert settings.stigg_customer_url_template == "https://app.stigg.io/customers/{customerId}"
     assert (settings.stigg_timeout_s, settings.stigg_deadline_s) == (10, 25)
     assert settings.idempotency_ttl_s == 24 * 3600
+    assert settings.log_retention_days == 90
 
 
 def test_settings_repr_hides_secrets():

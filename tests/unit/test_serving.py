@@ -24,7 +24,9 @@ from app.serving import (
     RequestReadTimeout,
     _DeadlineSocket,
     gunicorn_options,
-    refuse_bad_configuration,
+    on_child_exit,
+    on_exit,
+    on_starting,
 )
 
 
@@ -158,7 +160,8 @@ def test_the_options_name_our_worker_and_the_start_up_check(monkeypatch):
 
     assert options["worker_class"] == "app.serving.ReadDeadlineWorker"
     assert (options["workers"], options["threads"]) == (3, 7)
-    assert options["on_starting"] is refuse_bad_configuration
+    assert options["on_starting"] is on_starting
+    assert (options["on_exit"], options["child_exit"]) == (on_exit, on_child_exit)
     assert "bind" not in options  # bare gunicorn: --bind, or gunicorn's own default
     assert gunicorn_options(bind="127.0.0.1:9", workers=1, threads=2)["bind"] == "127.0.0.1:9"
 
