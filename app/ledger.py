@@ -29,9 +29,6 @@ from schemas.salesforce_id import InvalidSalesforceId, to_18
 
 log = logging.getLogger(__name__)
 
-# How often (per process) expired idempotency records are purged.
-PURGE_INTERVAL_S = 3600
-
 # An Opportunity ID mentioned in a free-text field ("Closed Won 006D000000CkYtr").
 _OPPORTUNITY_ID_IN_TEXT = re.compile(r"\b006[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?\b")
 
@@ -147,7 +144,6 @@ class Ledger:
         self.store = store
         self.ttl_s = ttl_s
         self.lock_s = lock_s
-        self._last_purge = 0.0
 
     def open(
         self,
@@ -167,7 +163,6 @@ class Ledger:
         Raises ActionError: 503 if the store is down; the idempotency refusals (the same
         key with another body, a key still running) after finishing the entry.
         """
-        self._purge_now_and_then()
         started = time.monotonic()
         log_fields = self._log_fields(
             operation, caller_key_id, idempotency_key, payload, correlation_id
@@ -301,19 +296,6 @@ class Ledger:
             "request_id": current_request_id() or "",
             "correlation_id": correlation_id,
         }
-
-    def _purge_now_and_then(self) -> None:
-        now = time.monotonic()
-        if now - self._last_purge < PURGE_INTERVAL_S:
-            return
-        self._last_purge = now
-        try:
-            purged = self.store.idempotency.purge_expired()
-        except StoreError as error:
-            log.warning("could not purge expired idempotency keys: %s", error)
-            return
-        if purged:
-            log.info("purged expired idempotency keys", extra={"count": purged})
 
 
 def _refusal(claim) -> ActionError:

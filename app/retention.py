@@ -61,8 +61,12 @@ class RetentionJob:
             wait_s = self.interval_s
 
     def run_once(self) -> PurgeReport | None:
-        """One purge; None when the database failed (logged; the next run tries again)."""
+        """One purge; None when the database failed (logged; the next run tries again).
+        Expired idempotency records go too (their own TTL, not LOG_RETENTION_DAYS)."""
         try:
+            expired = self.store.idempotency.purge_expired()
+            if expired:
+                log.info(f"retention: purged {expired} expired idempotency records")
             report = self.store.retention.purge(days=self.days)
         except StoreError as error:
             log.warning("retention: purge failed: %s", error)
