@@ -49,6 +49,7 @@ def run(*, request: dict, stigg: StiggSession, tag: CreationTag) -> dict:
     )
     return {
         **result,
+        "stiggSubscriptionUrl": stigg.subscription_url(result["stiggSubscriptionId"]),
         "stiggCustomerId": customer_id,
         "stiggCustomerUrl": stigg.customer_url(customer_id),
     }

@@ -27,6 +27,9 @@ PAYMENT_COLLECTION_METHODS = {"PAYMENT_METHOD_ON_FILE": "CHARGE", "INVOICE": "IN
 # What an omitted paymentCollectionMethod means: Stigg's own input default, sent explicitly.
 DEFAULT_PAYMENT_COLLECTION_METHOD = PAYMENT_COLLECTION_METHODS["PAYMENT_METHOD_ON_FILE"]
 CREDIT_CADENCES = {"MONTH": "MONTH", "YEAR": "YEAR"}
+SUBSCRIPTION_URL_DESCRIPTION = (
+    "Deep link to the subscription in the Stigg app; store it on the Opportunity."
+)
 
 
 class SubscriptionAddon(RequestSchema):
@@ -152,6 +155,9 @@ def _refuse_repeats(items: list[dict], key: str, list_name: str) -> None:
 class SubscriptionResult(ResponseSchema):
     stiggSubscriptionId = fields.String(
         required=True, metadata={"description": "Stigg subscription ID."}
+    )
+    stiggSubscriptionUrl = fields.String(
+        required=True, metadata={"description": SUBSCRIPTION_URL_DESCRIPTION}
     )
     stiggCustomerId = fields.String(required=True, metadata={"description": "Stigg customer ID."})
     stiggCustomerUrl = fields.String(

@@ -111,6 +111,7 @@ class StiggClient:
         timeout_s: float,
         deadline_s: float,
         customer_url_template: str,
+        subscription_url_template: str,
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -119,6 +120,7 @@ class StiggClient:
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self.customer_url_template = customer_url_template
+        self.subscription_url_template = subscription_url_template
         self.operations = load_operations()
         # Every attempt takes a permit from it first (app/stigg/rate_limit.py).
         self.rate_limiter = rate_limiter or RateLimiter.disabled()
@@ -138,6 +140,11 @@ class StiggClient:
 
     def customer_url(self, customer_id: str) -> str:
         return self.customer_url_template.replace("{customerId}", quote(customer_id, safe=""))
+
+    def subscription_url(self, subscription_id: str) -> str:
+        return self.subscription_url_template.replace(
+            "{subscriptionId}", quote(subscription_id, safe="")
+        )
 
     def _gql_session(self):
         session = getattr(self._local, "session", None)
@@ -205,6 +212,9 @@ class StiggSession:
 
     def customer_url(self, customer_id: str) -> str:
         return self._client.customer_url(customer_id)
+
+    def subscription_url(self, subscription_id: str) -> str:
+        return self._client.subscription_url(subscription_id)
 
     def remaining_s(self) -> float:
         return self._deadline - time.monotonic()
