@@ -61,7 +61,53 @@ class SubscriptionCreditEntitlement(RequestSchema):
     )
 
 
-class CreateSubscriptionRequest(RequestSchema):
+class SubscriptionTerms(RequestSchema):
+    """The terms createSubscription and updateSubscription both take, declared once and
+    mapped once (actions/subscription_terms.py)."""
+
+    planBaseChargeOverride = Amount(
+        minimum=0,
+        exclusive=False,
+        metadata={"description": "Overrides the plan's base charge per billing period."},
+    )
+    currency = Currency(
+        metadata={
+            "description": "ISO 4217 currency of planBaseChargeOverride and credit price "
+            "overrides; the plan's currency when omitted."
+        }
+    )
+    billingPeriod = Choice(
+        BILLING_PERIODS,
+        metadata={"description": "monthly or annually (any case); must be one the plan offers."},
+    )
+    subscriptionCreditEntitlements = fields.List(
+        fields.Nested(SubscriptionCreditEntitlement),
+        metadata={"description": "Recurring credit grants included in the subscription."},
+    )
+    salesforceOpportunityId = SalesforceId(
+        key_prefix="006",
+        record_kind="Opportunity",
+        metadata={"description": "Opportunity ID, stored as the subscription's Salesforce ID."},
+    )
+
+    @validates_schema
+    def check_terms(self, data, **kwargs):
+        _refuse_repeats(
+            data.get("subscriptionCreditEntitlements", []),
+            "customCurrencyId",
+            "subscriptionCreditEntitlements",
+        )
+        has_price = "planBaseChargeOverride" in data or any(
+            "priceOverride" in item for item in data.get("subscriptionCreditEntitlements", [])
+        )
+        if "currency" in data and not has_price:
+            raise ValidationError(
+                "Only used with planBaseChargeOverride or a credit priceOverride; none was given.",
+                field_name="currency",
+            )
+
+
+class CreateSubscriptionRequest(SubscriptionTerms):
     salesforceAccountId = SalesforceId(
         key_prefix="001",
         record_kind="Account",
@@ -75,23 +121,8 @@ class CreateSubscriptionRequest(RequestSchema):
         metadata={"description": "Customer email, set on the Stigg customer when given."},
     )
     planId = Text(required=True, metadata={"description": "Stigg plan ID."})
-    planBaseChargeOverride = Amount(
-        minimum=0,
-        exclusive=False,
-        metadata={"description": "Overrides the plan's base charge per billing period."},
-    )
-    currency = Currency(
-        metadata={
-            "description": "ISO 4217 currency of planBaseChargeOverride and credit price "
-            "overrides; the plan's currency when omitted."
-        }
-    )
     addons = fields.List(
         fields.Nested(SubscriptionAddon), metadata={"description": "Add-ons with quantities."}
-    )
-    billingPeriod = Choice(
-        BILLING_PERIODS,
-        metadata={"description": "monthly or annually (any case); must be one the plan offers."},
     )
     paymentCollectionMethod = Choice(
         PAYMENT_COLLECTION_METHODS,
@@ -106,20 +137,11 @@ class CreateSubscriptionRequest(RequestSchema):
     trialEndDate = UtcDateTime(
         metadata={"description": "Last day of the trial (start of that day, UTC). Implies trial."}
     )
-    subscriptionCreditEntitlements = fields.List(
-        fields.Nested(SubscriptionCreditEntitlement),
-        metadata={"description": "Recurring credit grants included in the subscription."},
-    )
     startDate = UtcDateTime(
         metadata={"description": "Start date (start of that day, UTC); defaults to now."}
     )
     resourceId = Text(
         metadata={"description": "Stigg resource ID, for products with several subscriptions."}
-    )
-    salesforceOpportunityId = SalesforceId(
-        key_prefix="006",
-        record_kind="Opportunity",
-        metadata={"description": "Opportunity ID, stored as the subscription's Salesforce ID."},
     )
 
     @validates_schema
@@ -127,19 +149,6 @@ class CreateSubscriptionRequest(RequestSchema):
         if data.get("trial") is False and "trialEndDate" in data:
             raise ValidationError("Only allowed when trial is true.", field_name="trialEndDate")
         _refuse_repeats(data.get("addons", []), "addonId", "addons")
-        _refuse_repeats(
-            data.get("subscriptionCreditEntitlements", []),
-            "customCurrencyId",
-            "subscriptionCreditEntitlements",
-        )
-        has_price = "planBaseChargeOverride" in data or any(
-            "priceOverride" in item for item in data.get("subscriptionCreditEntitlements", [])
-        )
-        if "currency" in data and not has_price:
-            raise ValidationError(
-                "Only used with planBaseChargeOverride or a credit priceOverride; none was given.",
-                field_name="currency",
-            )
 
 
 def _refuse_repeats(items: list[dict], key: str, list_name: str) -> None:
