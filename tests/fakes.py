@@ -97,7 +97,8 @@ class FakeStigg:
         mock.add_callback(responses.POST, STIGG_URL, callback=self._answer)
 
     def script(self, operation: str, *answers) -> None:
-        """Queue answers for the next calls of `operation` (then the defaults apply)."""
+        """Queue answers for the next calls of `operation` (then the defaults apply). An
+        answer may be a function of the Call, run when the call arrives."""
         self._scripts[operation].extend(answers)
 
     def add_subscription(
@@ -142,6 +143,8 @@ class FakeStigg:
         self.calls.append(call)
         queue = self._scripts[call.operation]
         answer = queue.pop(0) if queue else self._default(call)
+        if callable(answer) and not isinstance(answer, Exception):
+            answer = answer(call)  # decided when the call arrives
         if isinstance(answer, Lost):
             self._default(call)
             answer = answer.answer

@@ -328,11 +328,24 @@ class StiggSession:
         return self.remaining_s() - upcoming < MIN_ATTEMPT_S * 2
 
 
+# Where the input of a mutation of one subscription (update, cancel), which names no
+# customer, names the subscription: Stigg's REST limits key subscription calls by it.
+_SUBSCRIPTION_FIELDS = ("subscriptionId", "subscriptionRefId")
+
+
 def _customer_of(operation: Operation, variables: dict) -> str | None:
-    """The entity a mutation counts against in Stigg's per-entity limit: its customer."""
+    """The entity a mutation counts against in Stigg's per-entity limit: its customer, or
+    `subscription:<id>` for the one subscription it changes; None for reads and for a
+    mutation naming neither (triggerWorkflow)."""
     given = variables.get("input")
-    customer_id = given.get("customerId") if isinstance(given, dict) else None
-    return customer_id if operation.is_mutation and isinstance(customer_id, str) else None
+    if not operation.is_mutation or not isinstance(given, dict):
+        return None
+    if isinstance(given.get("customerId"), str):
+        return given["customerId"]
+    for name in _SUBSCRIPTION_FIELDS:
+        if isinstance(given.get(name), str):
+            return f"subscription:{given[name]}"
+    return None
 
 
 def _may_resend(operation: Operation, exc: BaseException) -> bool:
