@@ -4,7 +4,15 @@ document and the sfdx/ External Service registration are all generated from it.
 Adding an action: a schema pair in schemas/, a handler module here, one entry below.
 """
 
-from actions import create_credit_grant, create_customer, create_subscription
+from actions import (
+    cancel_subscription,
+    create_credit_grant,
+    create_customer,
+    create_subscription,
+    subscriptions,
+    trigger_workflow,
+    update_subscription,
+)
 from actions.action import Action
 from schemas.credit_grant import CreateCreditGrantRequest, CreditGrantResult
 from schemas.customer import (
@@ -12,7 +20,15 @@ from schemas.customer import (
     CreateCustomerWithoutEmailRequest,
     CustomerResult,
 )
-from schemas.subscription import CreateSubscriptionRequest, SubscriptionResult
+from schemas.subscription import (
+    CancelSubscriptionRequest,
+    CancelSubscriptionResult,
+    CreateSubscriptionRequest,
+    SubscriptionResult,
+    UpdateSubscriptionRequest,
+    UpdateSubscriptionResult,
+)
+from schemas.workflow import TriggerWorkflowRequest, TriggerWorkflowResult
 
 ACTIONS = [
     Action(
@@ -90,6 +106,69 @@ ACTIONS = [
             "currencyId": "cred-type-ai-tokens",
             "displayName": "Welcome credits",
             "amount": 500,
+        },
+    ),
+    Action(
+        operation_id="updateSubscription",
+        path="/v1/actions/update-subscription",
+        summary="Update Stigg Subscription",
+        description=(
+            "Changes the subscription named by stiggSubscriptionId, or the customer's one live "
+            "(ACTIVE or IN_TRIAL) subscription: add-on quantities (0 removes one; others are "
+            "kept), billing period, base charge override, credit entitlements, trial end, "
+            "Opportunity. None or several live subscriptions: 422 SUBSCRIPTION_NOT_FOUND or "
+            "SUBSCRIPTION_AMBIGUOUS."
+        ),
+        request_schema=UpdateSubscriptionRequest,
+        response_schema=UpdateSubscriptionResult,
+        handler=update_subscription.run,
+        stigg_mutations=("updateOneSubscription",),
+        entity=subscriptions.entity_of,
+        example={
+            "salesforceAccountId": "001D000000IqhSLIAZ",
+            "salesforceOpportunityId": "006D000000CkYtrIAF",
+            "addons": [{"addonId": "addon-seats", "quantity": 12}],
+        },
+    ),
+    Action(
+        operation_id="cancelSubscription",
+        path="/v1/actions/cancel-subscription",
+        summary="Cancel Stigg Subscription",
+        description=(
+            "Cancels the subscription named by stiggSubscriptionId, or the customer's one live "
+            "subscription: at the end of the billing period (default), immediately, or on "
+            "endDate. One that has already ended is a success with alreadyCancelled true."
+        ),
+        request_schema=CancelSubscriptionRequest,
+        response_schema=CancelSubscriptionResult,
+        handler=cancel_subscription.run,
+        stigg_mutations=("cancelSubscription",),
+        entity=subscriptions.entity_of,
+        example={
+            "salesforceAccountId": "001D000000IqhSLIAZ",
+            "cancellationTime": "END_OF_BILLING_PERIOD",
+        },
+    ),
+    Action(
+        operation_id="triggerStiggWorkflow",
+        path="/v1/actions/trigger-stigg-workflow",
+        summary="Trigger Stigg Workflow",
+        description=(
+            "Runs an API-triggered Stigg workflow by its trigger ID. The payload is a JSON "
+            "object written as text in payloadJson (External Services cannot declare a "
+            "free-form object); Stigg's response comes back as text in responseJson. Not "
+            "resent once it may have run: a lost answer is WORKFLOW_OUTCOME_UNKNOWN, not "
+            "retryable."
+        ),
+        request_schema=TriggerWorkflowRequest,
+        response_schema=TriggerWorkflowResult,
+        handler=trigger_workflow.run,
+        stigg_mutations=("triggerWorkflow",),
+        # The payload may name anything; the request names no customer to order by.
+        entity=lambda request: None,
+        example={
+            "triggerId": "wf-seat-change",
+            "payloadJson": '{"customerId": "001D000000IqhSLIAZ", "seats": 12}',
         },
     ),
 ]

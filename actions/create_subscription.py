@@ -3,14 +3,17 @@
 Mapping (DESIGN.md, reference §2.2 and §3): PAYMENT_METHOD_ON_FILE → CHARGE; the plan base
 charge override and credit price overrides → `priceOverrides`; trial →
 `trialOverrideConfiguration`; credit entitlements → `entitlements[].credit`; the
-Opportunity ID → the subscription's `salesforceId`.
+Opportunity ID → the subscription's `salesforceId`. The terms updateSubscription shares are
+mapped in actions/subscription_terms.py, the one copy of that mapping.
 """
 
 from __future__ import annotations
 
 from actions import customers
+from actions import subscription_terms as terms
 from actions.once import CreationTag, create_once
 from actions.pages import find_in_pages
+from actions.subscriptions import subscription_filter
 from app.stigg import StiggSession
 from schemas.fields import rfc3339
 from schemas.subscription import DEFAULT_PAYMENT_COLLECTION_METHOD as DEFAULT_PAYMENT
@@ -45,6 +48,7 @@ def run(*, request: dict, stigg: StiggSession, tag: CreationTag) -> dict:
     )
     return {
         **result,
+        "stiggSubscriptionUrl": stigg.subscription_url(result["stiggSubscriptionId"]),
         "stiggCustomerId": customer_id,
         "stiggCustomerUrl": stigg.customer_url(customer_id),
     }
@@ -66,15 +70,12 @@ def find_tagged_subscription(
     *, stigg: StiggSession, provision_input: dict, tag: CreationTag
 ) -> dict | None:
     """The subscription this request created earlier, if Stigg has it."""
-    subscription_filter = {
-        "customer": {"customerId": {"eq": provision_input["customerId"]}},
-        "status": {"in": list(JUST_CREATED_STATUSES)},
-    }
-    if "resourceId" in provision_input:
-        subscription_filter["resource"] = {"resourceId": {"eq": provision_input["resourceId"]}}
+    matching = subscription_filter(
+        provision_input["customerId"], provision_input.get("resourceId"), JUST_CREATED_STATUSES
+    )
     node = find_in_pages(
         lambda paging: stigg.execute(
-            "CustomerSubscriptions", {"filter": subscription_filter, "paging": paging}
+            "CustomerSubscriptions", {"filter": matching, "paging": paging}
         ),
         lambda node: tag.marks(node.get("additionalMetaData")),
         page_size=LOOKUP_PAGE_SIZE,
@@ -97,67 +98,20 @@ def found(subscription: dict) -> dict:
 
 
 def subscription_input(request: dict, customer_id: str, *, tag: CreationTag) -> dict:
-    """The ProvisionSubscriptionInput for a loaded request; absent values are omitted."""
+    """The ProvisionSubscriptionInput for a loaded request; absent values are omitted.
+
+    The terms shared with updateSubscription come from actions/subscription_terms.py."""
     fields = {
         "customerId": customer_id,
         "planId": request["planId"],
-        "billingPeriod": request.get("billingPeriod"),
         # Always sent: an omitted method is Stigg's own default, CHARGE, made explicit so
         # the outcome does not hang on a server-side default (schemas/subscription.py).
         "paymentCollectionMethod": request.get("paymentCollectionMethod", DEFAULT_PAYMENT),
-        "addons": [
-            {"addonId": addon["addonId"], "quantity": addon["quantity"]}
-            for addon in request.get("addons", [])
-        ]
-        or None,
-        "priceOverrides": _price_overrides(request) or None,
-        "entitlements": [
-            {
-                "credit": {
-                    "customCurrencyId": credit["customCurrencyId"],
-                    "amount": credit["amount"],
-                    "cadence": credit["cadence"],
-                }
-            }
-            for credit in request.get("subscriptionCreditEntitlements", [])
-        ]
-        or None,
-        "trialOverrideConfiguration": _trial(request),
+        "addons": terms.addons(request.get("addons", [])) or None,
+        **terms.shared_terms(request),
+        "trialOverrideConfiguration": terms.trial_override(request),
         "startDate": rfc3339(request.get("startDate")),
         "resourceId": request.get("resourceId"),
-        "salesforceId": request.get("salesforceOpportunityId"),
         "additionalMetaData": tag.metadata,
     }
     return {key: value for key, value in fields.items() if value is not None}
-
-
-def _price_overrides(request: dict) -> list[dict]:
-    currency = request.get("currency")
-    overrides = []
-    if "planBaseChargeOverride" in request:
-        overrides.append(
-            {"baseCharge": True, "price": _money(request["planBaseChargeOverride"], currency)}
-        )
-    for credit in request.get("subscriptionCreditEntitlements", []):
-        if "priceOverride" in credit:
-            overrides.append(
-                {
-                    "currencyId": credit["customCurrencyId"],
-                    "price": _money(credit["priceOverride"], currency),
-                }
-            )
-    return overrides
-
-
-def _money(amount: float, currency: str | None) -> dict:
-    # Without a currency Stigg uses the plan's own; never send null.
-    return {"amount": amount, "currency": currency} if currency else {"amount": amount}
-
-
-def _trial(request: dict) -> dict | None:
-    end = request.get("trialEndDate")
-    if end is not None:
-        return {"isTrial": True, "trialEndDate": rfc3339(end)}
-    if "trial" in request:
-        return {"isTrial": request["trial"]}
-    return None

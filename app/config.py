@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 DEFAULT_STIGG_API_URL = "https://api.stigg.io/graphql"
 DEFAULT_CUSTOMER_URL_TEMPLATE = "https://app.stigg.io/customers/{customerId}"
+DEFAULT_SUBSCRIPTION_URL_TEMPLATE = "https://app.stigg.io/subscriptions/{subscriptionId}"
 # The local sandbox accepts this key; it is only ever used against a loopback URL.
 SANDBOX_STIGG_API_KEY = "sandbox"
 # Salesforce gives a callout 120 s at most; our whole upstream budget must fit well inside.
@@ -103,6 +104,7 @@ class Settings:
     stigg_api_url: str
     stigg_api_key: str = field(repr=False)
     stigg_customer_url_template: str
+    stigg_subscription_url_template: str
     stigg_timeout_s: float
     stigg_deadline_s: float
     caller_keys: tuple[CallerKey, ...] = field(repr=False)
@@ -152,10 +154,15 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
     if not _PRINTABLE_ASCII.fullmatch(stigg_api_key):
         raise ConfigError("STIGG_API_KEY has a space or a character outside printable ASCII")
 
-    template = environ.get("STIGG_CUSTOMER_URL_TEMPLATE", DEFAULT_CUSTOMER_URL_TEMPLATE).strip()
-    if "{customerId}" not in template:
-        raise ConfigError("STIGG_CUSTOMER_URL_TEMPLATE must contain the placeholder {customerId}")
-    _url_value("STIGG_CUSTOMER_URL_TEMPLATE", template.replace("{customerId}", "x"))
+    template = _url_template(
+        environ, "STIGG_CUSTOMER_URL_TEMPLATE", DEFAULT_CUSTOMER_URL_TEMPLATE, "{customerId}"
+    )
+    subscription_template = _url_template(
+        environ,
+        "STIGG_SUBSCRIPTION_URL_TEMPLATE",
+        DEFAULT_SUBSCRIPTION_URL_TEMPLATE,
+        "{subscriptionId}",
+    )
 
     timeout_s = _seconds(environ, "STIGG_TIMEOUT_S", 10.0)
     deadline_s = _seconds(environ, "STIGG_DEADLINE_S", 25.0)
@@ -183,6 +190,7 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
         stigg_api_url=stigg_api_url,
         stigg_api_key=stigg_api_key,
         stigg_customer_url_template=template,
+        stigg_subscription_url_template=subscription_template,
         stigg_timeout_s=timeout_s,
         stigg_deadline_s=deadline_s,
         caller_keys=_caller_keys(environ) if serving or environ.get("ACTIONS_API_KEYS") else (),
@@ -302,6 +310,17 @@ def _caller_keys(environ: Mapping[str, str]) -> tuple[CallerKey, ...]:
                 "which an Authorization header cannot carry"
             )
     return tuple(CallerKey(secret=secret, key_id=key_id_for(secret)) for secret in secrets)
+
+
+def _url_template(
+    environ: Mapping[str, str], name: str, default: str, placeholder: str
+) -> str:
+    """A deep-link template: an http(s) URL once `placeholder` is filled in."""
+    template = environ.get(name, "").strip() or default
+    if placeholder not in template:
+        raise ConfigError(f"{name} must contain the placeholder {placeholder}")
+    _url_value(name, template.replace(placeholder, "x"))
+    return template
 
 
 def _url(environ: Mapping[str, str], name: str, default: str) -> str:

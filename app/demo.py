@@ -11,6 +11,7 @@ import requests
 ACCOUNT_WITH_EMAIL = "001D000000IqhSLIAZ"
 ACCOUNT_WITHOUT_EMAIL = "001D000000IqhSM"
 OPPORTUNITY = "006D000000CkYtrIAF"
+GRANT_STEP = "Create Stigg Credit Grant"
 
 
 def steps() -> list[tuple[str, str, dict]]:
@@ -50,7 +51,7 @@ def steps() -> list[tuple[str, str, dict]]:
             },
         ),
         (
-            "Create Stigg Credit Grant",
+            GRANT_STEP,
             "create-credit-grant",
             {
                 "stiggCustomerId": ACCOUNT_WITH_EMAIL,
@@ -60,6 +61,32 @@ def steps() -> list[tuple[str, str, dict]]:
                 "amount": 500,
                 "comment": f"Opportunity {OPPORTUNITY}",
             },
+        ),
+        # After Closed Won: the same Account buys seats mid-term, a Stigg workflow runs, and
+        # the renewal is lost (a subscription in trial is cancelled immediately).
+        (
+            "Update Stigg Subscription (seats 5 -> 12, storage added)",
+            "update-subscription",
+            {
+                "salesforceAccountId": ACCOUNT_WITH_EMAIL,
+                "addons": [
+                    {"addonId": "addon-seats", "quantity": 12},
+                    {"addonId": "addon-storage", "quantity": 1},
+                ],
+            },
+        ),
+        (
+            "Trigger Stigg Workflow",
+            "trigger-stigg-workflow",
+            {
+                "triggerId": "wf-seat-change",
+                "payloadJson": json.dumps({"customerId": ACCOUNT_WITH_EMAIL, "seats": 12}),
+            },
+        ),
+        (
+            "Cancel Stigg Subscription (renewal lost)",
+            "cancel-subscription",
+            {"salesforceAccountId": ACCOUNT_WITH_EMAIL, "cancellationTime": "IMMEDIATE"},
         ),
     ]
 
@@ -94,10 +121,13 @@ def play(*, base_url: str, caller_key: str, out=print) -> int:
             failures += response.status_code != 200
 
         # Salesforce retries: the same key and body must not grant twice.
-        title, path, body = steps()[-1]
+        title, path, body = next(step for step in steps() if step[0] == GRANT_STEP)
         again = send(path, body)
         replayed = again.headers.get("Idempotent-Replayed") == "true"
-        out(f"5. {title} again (same key) -> HTTP {again.status_code}, replayed: {replayed}")
+        out(
+            f"{number + 1}. {title} again (same key) -> HTTP {again.status_code}, "
+            f"replayed: {replayed}"
+        )
         out("   received: " + again.text.strip())
         failures += not (again.status_code == 200 and replayed)
     out("Closed Won path complete." if not failures else f"{failures} step(s) failed.")

@@ -65,3 +65,31 @@ def validation_failed(field_errors: list[FieldError]) -> ActionError:
     if len(field_errors) > 1:
         message += f" (and {len(field_errors) - 1} more problem(s), see fieldErrors)"
     return ActionError(400, "VALIDATION_FAILED", message, field_errors=field_errors)
+
+
+# --- finding the subscription an update or a cancellation acts on -------------------------
+
+
+def subscription_not_found(message: str) -> ActionError:
+    return ActionError(422, "SUBSCRIPTION_NOT_FOUND", message)
+
+
+def subscription_ambiguous(message: str) -> ActionError:
+    return ActionError(422, "SUBSCRIPTION_AMBIGUOUS", message)
+
+
+def workflow_outcome_unknown(cause: ActionError) -> ActionError:
+    """triggerWorkflow may have run: Stigg got the call, its answer did not come back.
+
+    Not retryable: Stigg runs the workflow again on every call and has no way to look a
+    run up, so only someone who checked the workflow's runs in Stigg should send it again.
+    Not stored under the Idempotency-Key either (only final answers are): the same key
+    then triggers the workflow again, which is what that person wants.
+    """
+    return ActionError(
+        cause.status,
+        "WORKFLOW_OUTCOME_UNKNOWN",
+        "Stigg may have run the workflow but its answer was lost "
+        f"({cause.code}); check the workflow's runs in Stigg before triggering it again.",
+        stigg_error_code=cause.stigg_error_code,
+    )

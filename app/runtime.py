@@ -74,6 +74,7 @@ class Runtime:
             timeout_s=settings.stigg_timeout_s,
             deadline_s=settings.stigg_deadline_s,
             customer_url_template=settings.stigg_customer_url_template,
+            subscription_url_template=settings.stigg_subscription_url_template,
             rate_limiter=rate_limiter,
         )
         ledger = Ledger(store, ttl_s=settings.idempotency_ttl_s, lock_s=settings.idempotency_lock_s)

@@ -52,6 +52,9 @@ CALLER_KEY = "bench-caller-key-0123456789"
 SANDBOX_KEY = "sandbox"
 SANDBOX_THREADS = 128
 GRANT_CUSTOMER = "bench-grants-customer"  # every benchmarked credit grant goes to it
+# Every benchmarked update and cancellation goes to this subscription (of GRANT_CUSTOMER): a
+# cancellation on a far-off date keeps it live, so each request does the whole work again.
+BENCH_SUBSCRIPTION = "bench-subscription"
 ZERO_LATENCY_CONNECTIONS = (1, 8, 32)
 SLOW_CONNECTIONS = 64
 SLOW_MS = 100
@@ -173,7 +176,8 @@ class Sandbox:
         requests.post(f"{self.server.base_url}{path}", json=payload, timeout=5).raise_for_status()
 
     def reset(self, *, delay_ms: int = 0) -> None:
-        """Empty state, counters and faults; recreate the credit-grant customer."""
+        """Empty state, counters and faults; recreate the credit-grant customer and the
+        subscription updates and cancellations act on."""
         self._post("/_admin/reset")
         answer = requests.post(
             self.graphql_url,
@@ -181,7 +185,17 @@ class Sandbox:
             json={
                 "query": "mutation($input: ProvisionCustomerInput!) "
                 "{ provisionCustomer(input: $input) { customer { customerId } } }",
-                "variables": {"input": {"customerId": GRANT_CUSTOMER}},
+                "variables": {
+                    "input": {
+                        "customerId": GRANT_CUSTOMER,
+                        "subscriptionParams": {
+                            "planId": "plan-pro",
+                            "billingPeriod": "ANNUALLY",
+                            "paymentCollectionMethod": "INVOICE",
+                            "subscriptionId": BENCH_SUBSCRIPTION,
+                        },
+                    }
+                },
             },
             timeout=5,
         )
@@ -297,6 +311,40 @@ def targets() -> list[Target]:
             json.dumps(subscription),
             service_headers,
             upstream_calls="3",
+        ),
+        Target(
+            "updateSubscription",
+            "service",
+            action("updateSubscription").path,
+            json.dumps(
+                {
+                    "stiggSubscriptionId": BENCH_SUBSCRIPTION,
+                    "addons": [{"addonId": "addon-seats", "quantity": 7}],
+                }
+            ),
+            service_headers,
+            upstream_calls="2",
+        ),
+        Target(
+            "cancelSubscription",
+            "service",
+            action("cancelSubscription").path,
+            json.dumps(
+                {
+                    "stiggSubscriptionId": BENCH_SUBSCRIPTION,
+                    "cancellationTime": "SPECIFIC_DATE",
+                    "endDate": "2099-12-31",
+                }
+            ),
+            service_headers,
+            upstream_calls="2",
+        ),
+        Target(
+            "triggerStiggWorkflow",
+            "service",
+            action("triggerStiggWorkflow").path,
+            json.dumps(action("triggerStiggWorkflow").example),
+            service_headers,
         ),
     ]
 

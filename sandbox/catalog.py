@@ -75,11 +75,20 @@ class CustomCurrency:
 
 
 @dataclass(frozen=True)
+class WorkflowTrigger:
+    """An API-triggered workflow of the environment (in Stigg: a workflow with an API trigger)."""
+
+    trigger_id: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class Catalog:
     environment_id: str
     plans: dict[str, Plan] = field(default_factory=dict)
     addons: dict[str, Addon] = field(default_factory=dict)
     custom_currencies: dict[str, CustomCurrency] = field(default_factory=dict)
+    workflow_triggers: dict[str, WorkflowTrigger] = field(default_factory=dict)
 
 
 def _prices(raw: dict[str, Any]) -> dict[str, Money]:
@@ -125,10 +134,14 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         )
         for c in raw["customCurrencies"]
     }
+    triggers = {
+        t["triggerId"]: WorkflowTrigger(t["triggerId"], t.get("displayName", t["triggerId"]))
+        for t in raw.get("workflowTriggers", [])
+    }
     unknown = {a for p in plans.values() for a in p.compatible_addons} - addons.keys()
     if unknown:
         raise ValueError(f"catalog: plans name unknown compatible add-ons {sorted(unknown)}")
-    return Catalog(environment_id, plans, addons, currencies)
+    return Catalog(environment_id, plans, addons, currencies, triggers)
 
 
 def _format_prices(prices: dict[str, Money]) -> str:
@@ -156,4 +169,6 @@ def describe_catalog(catalog: Catalog | None = None) -> list[str]:
             f"  credit currency {currency.currency_id} ({currency.display_name}, "
             f"unit: {currency.unit_singular})"
         )
+    for trigger in catalog.workflow_triggers.values():
+        lines.append(f"  workflow trigger {trigger.trigger_id} ({trigger.display_name})")
     return lines

@@ -41,6 +41,21 @@ def customer_not_found(customer_id: str) -> StiggError:
     return StiggError("CustomerNotFound", "Customer not found", refId=customer_id)
 
 
+def subscription_not_found(subscription_id: str) -> StiggError:
+    # No SubscriptionNotFoundError type in the schema; refId mirrors the other *NotFound.
+    return StiggError("SubscriptionNotFound", "Subscription not found", refId=subscription_id)
+
+
+def subscription_ended(subscription_id: str, status: str) -> StiggError:
+    # SubscriptionAlreadyCanceledOrExpired's entity fields in the schema: refId, status.
+    return StiggError(
+        "SubscriptionAlreadyCanceledOrExpired",
+        "Subscription is already canceled or expired",
+        refId=subscription_id,
+        status=status,
+    )
+
+
 def check_customer_id(customer_id: str) -> str:
     """Refuse a customer ID that breaks Stigg's documented rule.
 

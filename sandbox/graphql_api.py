@@ -244,15 +244,25 @@ def _parse_and_validate(query: str) -> tuple[DocumentNode, tuple[GraphQLError, .
     return document, tuple(validate(sandbox_schema(), document))
 
 
-def mutation_customers(prepared: PreparedRequest) -> list[str]:
-    """The customer each mutation of the request names (its input's customerId or refId).
+# Where each mutation's input names the entity Stigg's per-entity limit counts it against:
+# its customer, or (for a mutation of one subscription) the subscription.
+_ENTITY_FIELDS = {
+    "updateOneSubscription": ("subscriptionId", "refId"),
+    "cancelSubscription": ("subscriptionRefId",),
+}
+_CUSTOMER_FIELDS = ("customerId", "refId")
 
-    What Stigg's per-entity rate limit is keyed by. A mutation without one (a
-    provisionCustomer that lets Stigg generate the ID) names no customer.
+
+def mutation_entities(prepared: PreparedRequest) -> list[str]:
+    """The entity each mutation of the request names: its input's customerId (or refId),
+    or for updateOneSubscription / cancelSubscription the subscription's ID.
+
+    What Stigg's per-entity rate limit is keyed by. A mutation naming neither (a
+    provisionCustomer that lets Stigg generate the ID, triggerWorkflow) counts against none.
     """
     if not prepared.is_mutation:
         return []
-    customers = []
+    entities = []
     for root in prepared.root_fields:
         for argument in root.node.arguments or ():
             if argument.name.value != "input":
@@ -261,11 +271,13 @@ def mutation_customers(prepared: PreparedRequest) -> list[str]:
                 value = value_from_ast_untyped(argument.value, prepared.variables)
             except (TypeError, ValueError, KeyError):
                 continue  # malformed: execution will refuse it
-            if isinstance(value, dict):
-                customer_id = value.get("customerId") or value.get("refId")
-                if isinstance(customer_id, str):
-                    customers.append(customer_id)
-    return customers
+            if not isinstance(value, dict):
+                continue
+            for name in _ENTITY_FIELDS.get(root.name, _CUSTOMER_FIELDS):
+                if isinstance(value.get(name), str):
+                    entities.append(value[name])
+                    break
+    return entities
 
 
 def _format_error(error: GraphQLError) -> dict[str, Any]:

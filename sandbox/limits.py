@@ -5,7 +5,10 @@ Two kinds of limit apply within a window (Stigg's is a minute):
 - per operation: how many calls of one root field (provisionCustomer, creditGrants, ...)
   the whole environment may make;
 - per entity: how many mutations, of any kind, may name one customer (the `customerId`, or
-  its legacy alias `refId`, of the mutation's `input`).
+  its legacy alias `refId`, of the mutation's `input`); a mutation of one subscription
+  (updateOneSubscription, cancelSubscription), whose input names no customer, counts
+  against that subscription, as Stigg's REST limits key subscription calls (assumed for
+  GraphQL).
 
 The window slides: a request is admitted when fewer than the limit of requests of its
 kind were ADMITTED in the last `windowSeconds` (an exact log, not fixed buckets). Refused
@@ -34,6 +37,10 @@ DEFAULT_PER_OPERATION = {
     "updateOneCustomer": 250,
     "provisionSubscriptionV2": 250,
     "createCreditGrant": 250,
+    # Not on Stigg's rate-limit pages: the mutations' 250 assumed.
+    "updateOneSubscription": 250,
+    "cancelSubscription": 250,
+    "triggerWorkflow": 250,
     "getCustomerByRefId": 3000,
     "creditGrants": 500,
 }

@@ -24,6 +24,8 @@ from sandbox.errors import (
     custom_currency_not_found,
     customer_not_found,
     duplicated_entity,
+    subscription_ended,
+    subscription_not_found,
 )
 from sandbox.queries import (
     BOOLEAN,
@@ -36,11 +38,13 @@ from sandbox.queries import (
     Field,
     Ordering,
     matches,
+    not_modelled,
     page,
     sort_keys,
 )
 from sandbox.state import (
     ACTIVE_STATUSES,
+    ENDED_STATUSES,
     CreditGrant,
     Customer,
     CustomerResource,
@@ -48,6 +52,7 @@ from sandbox.state import (
     SandboxState,
     Subscription,
     SubscriptionAddon,
+    WorkflowRun,
     new_uuid,
 )
 
@@ -427,6 +432,197 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# --- changing and ending subscriptions ---------------------------------------------------
+
+# UpdateSubscriptionInput fields the sandbox applies; any other field sent is refused as not
+# modelled (awaitPaymentConfirmation always arrives: it has a default).
+_UPDATE_FIELDS = {
+    "subscriptionId",
+    "refId",
+    "addons",
+    "billingPeriod",
+    "priceOverrides",
+    "entitlements",
+    "trialEndDate",
+    "cancellationDate",
+    "salesforceId",
+    "additionalMetaData",
+    "awaitPaymentConfirmation",
+}
+
+
+def _known_subscription(ctx: SandboxContext, subscription_id: str) -> Subscription:
+    subscription = ctx.state.subscriptions.get(subscription_id)
+    if subscription is None:
+        raise subscription_not_found(subscription_id)
+    return subscription
+
+
+def _live_subscription(ctx: SandboxContext, subscription_id: str) -> Subscription:
+    subscription = _known_subscription(ctx, subscription_id)
+    status = subscription.status
+    if status in ENDED_STATUSES:
+        raise subscription_ended(subscription_id, status)
+    return subscription
+
+
+def update_one_subscription(_root: Any, info: GraphQLResolveInfo, input: dict) -> Subscription:
+    """Changes the subscription in place. A list that is sent (addons, priceOverrides,
+    entitlements) replaces the subscription's list ([] empties it); a field left out is left
+    alone. An ended subscription is SubscriptionAlreadyCanceledOrExpired.
+
+    Assumed (docs/stigg-fidelity.md): the change takes effect at once (Stigg may schedule a
+    downgrade for the period's end per its Customer Journey settings; the sandbox does not),
+    and trialEndDate can only move while the subscription is in trial.
+    """
+    ctx = _context(info)
+    unmodelled = sorted(key for key, value in input.items() if key not in _UPDATE_FIELDS)
+    if unmodelled:
+        raise not_modelled(f"UpdateSubscriptionInput.{unmodelled[0]}")
+    subscription_id = check_single_id(
+        input.get("subscriptionId"), input.get("refId"), "subscription"
+    )
+    if subscription_id is None:
+        raise StiggError("MissingEntityIdError", "subscriptionId is required to update one")
+    subscription = _live_subscription(ctx, subscription_id)
+    plan = subscription.plan
+    now = ctx.state.now()
+    # Validate everything first: a rejected update changes nothing.
+    billing_period = subscription.billing_period
+    if "billingPeriod" in input and input["billingPeriod"] is not None:
+        billing_period = _billing_period(plan, input["billingPeriod"])
+    addons = subscription.addons
+    if input.get("addons") is not None:
+        addons = _subscription_addons(ctx, plan, input["addons"])
+    _check_custom_currencies(ctx, input)
+    trial_end_date = subscription.trial_end_date
+    if input.get("trialEndDate") is not None:
+        if subscription.status not in ("IN_TRIAL", "NOT_STARTED") or trial_end_date is None:
+            raise StiggError(
+                "InvalidArgumentError", "trialEndDate can only change while the trial runs"
+            )
+        if input["trialEndDate"] <= max(now, subscription.start_date):
+            raise StiggError("InvalidArgumentError", "trialEndDate must be in the future")
+        trial_end_date = input["trialEndDate"]
+    cancellation_date = input.get("cancellationDate")
+    if cancellation_date is not None and cancellation_date <= max(now, subscription.start_date):
+        raise StiggError(
+            "InvalidCancellationDate",
+            "cancellationDate must be in the future",
+            refId=subscription_id,
+        )
+
+    subscription.billing_period = billing_period
+    subscription.trial_end_date = trial_end_date
+    subscription.addons = addons
+    if input.get("priceOverrides") is not None:
+        subscription.price_overrides = _plain(input["priceOverrides"])
+    if input.get("entitlements") is not None:
+        subscription.entitlements = _plain(input["entitlements"])
+    if subscription.price_overrides or subscription.entitlements:
+        subscription.is_custom_price_subscription = True
+    if "salesforceId" in input:
+        subscription.salesforce_id = input["salesforceId"]
+    if "additionalMetaData" in input:
+        # Replaced, not merged (like the customer's).
+        subscription.additional_meta_data = input["additionalMetaData"]
+    if cancellation_date is not None:
+        _set_end(subscription, PlannedEnd(cancellation_date, "CANCELED", "ScheduledCancellation"))
+    return subscription
+
+
+def cancel_subscription(_root: Any, info: GraphQLResolveInfo, input: dict) -> Subscription:
+    """Ends the subscription according to subscriptionCancellationTime:
+
+    - IMMEDIATE: now (CANCELED, cancelReason Immediate);
+    - END_OF_BILLING_PERIOD (assumed when omitted): at the end of the current billing period;
+      it stays live until then, with endDate and cancellationDate set. A subscription with
+      no billing period (free plan) ends now; one in trial must be cancelled IMMEDIATE
+      (TrialMustBeCancelledImmediately, assumed from the code's name);
+    - SPECIFIC_DATE: at `endDate`, which must be given and in the future
+      (InvalidCancellationDate).
+
+    One that has not started or waits for its first payment ends now. A cancellation of a
+    subscription still live replaces its planned end; an ended one is
+    SubscriptionAlreadyCanceledOrExpired. `prorate` and `subscriptionCancellationAction` are
+    recorded (`cancellation` in /_admin/state); the sandbox bills nothing and keeps no
+    entitlements to revoke.
+    """
+    ctx = _context(info)
+    subscription_id = input["subscriptionRefId"]
+    subscription = _live_subscription(ctx, subscription_id)
+    now = ctx.state.now()
+    time = input.get("subscriptionCancellationTime") or "END_OF_BILLING_PERIOD"
+    status = subscription.status
+    if time == "SPECIFIC_DATE":
+        end_date = input.get("endDate")
+        if end_date is None or end_date <= now:
+            raise StiggError(
+                "InvalidCancellationDate",
+                "endDate is required with SPECIFIC_DATE and must be in the future",
+                refId=subscription_id,
+            )
+        end = PlannedEnd(end_date, "CANCELED", "ScheduledCancellation")
+    elif time == "END_OF_BILLING_PERIOD" and status in ACTIVE_STATUSES:
+        if status == "IN_TRIAL":
+            raise StiggError(
+                "TrialMustBeCancelledImmediately",
+                "A subscription in trial can only be cancelled immediately",
+            )
+        period_end = subscription.current_billing_period_end
+        end = (
+            PlannedEnd(period_end, "CANCELED", "ScheduledCancellation")
+            if period_end is not None
+            else PlannedEnd(now, "CANCELED", "Immediate")
+        )
+    else:
+        end = PlannedEnd(now, "CANCELED", "Immediate")
+    _set_end(subscription, end)
+    subscription.cancellation = {
+        "subscriptionCancellationTime": time,
+        "endDate": _plain(input.get("endDate")),
+        "subscriptionCancellationAction": input.get("subscriptionCancellationAction"),
+        "prorate": input.get("prorate"),
+        "awaitSubscriptionCancellation": input.get("awaitSubscriptionCancellation"),
+    }
+    return subscription
+
+
+def _set_end(subscription: Subscription, end: PlannedEnd) -> None:
+    """The caller's own end replaces any earlier one asked for; an earlier end a
+    replacement planned (a successor starting first) stays in force."""
+    subscription.own_end = end
+    planned = subscription.planned_end
+    by_successor = planned is not None and planned.reason == "UpgradeOrDowngrade"
+    subscription.planned_end = planned if by_successor and planned.at < end.at else end
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+
+def trigger_workflow(_root: Any, info: GraphQLResolveInfo, input: dict) -> dict[str, Any]:
+    """Runs a seeded workflow trigger (catalog.json `workflowTriggers`) and records the call.
+
+    The answer's `response` is what the sandbox's workflows return: the run's ID and the
+    trigger (assumed; a real workflow answers whatever it was built to).
+    """
+    ctx = _context(info)
+    trigger = ctx.catalog.workflow_triggers.get(input["triggerId"])
+    if trigger is None:
+        raise StiggError(
+            "WorkflowTriggerNotFound", "Workflow trigger not found", refId=input["triggerId"]
+        )
+    run = WorkflowRun(
+        run_id=f"run-{secrets.token_hex(6)}",
+        trigger_id=trigger.trigger_id,
+        payload=input.get("payload"),
+        is_test=input.get("isTest"),
+        triggered_at=ctx.state.now(),
+    )
+    ctx.state.workflow_runs.append(run)
+    return {"success": True, "response": {"runId": run.run_id, "triggerId": trigger.trigger_id}}
+
+
 # --- credits ------------------------------------------------------------------------------
 
 
@@ -662,6 +858,9 @@ FIELD_RESOLVERS = {
         "updateOneCustomer": update_one_customer,
         "provisionSubscriptionV2": provision_subscription_v2,
         "createCreditGrant": create_credit_grant,
+        "updateOneSubscription": update_one_subscription,
+        "cancelSubscription": cancel_subscription,
+        "triggerWorkflow": trigger_workflow,
     },
     "Customer": {"subscriptions": customer_subscriptions_field},
     "Plan": {"compatibleAddons": plan_compatible_addons},

@@ -35,7 +35,7 @@ from sandbox.faults import (
 from sandbox.graphql_api import (
     PreparedRequest,
     execute,
-    mutation_customers,
+    mutation_entities,
     prepare,
     sandbox_schema,
 )
@@ -193,7 +193,7 @@ class Sandbox:
             return _json_response(prepared.rejection.body, prepared.rejection.status)
         # Faults first, then Stigg's rate limits: a request a fault answered never reached
         # the limiter, and one the limiter refuses executes nothing.
-        refusal = self.limiter.admit(root_names, mutation_customers(prepared))
+        refusal = self.limiter.admit(root_names, mutation_entities(prepared))
         if refusal is not None:
             self.stats.record_rate_limited(root_names)
             return _json_response(RATE_LIMIT_BODY, 429)
@@ -322,6 +322,12 @@ def create_app(catalog_path: str | None = None, api_keys: Iterable[str] | None =
     @app.get("/_admin/state")
     def state() -> Response:
         return _json_response(sandbox.state.snapshot())
+
+    @app.get("/_admin/workflow-runs")
+    def workflow_runs() -> Response:
+        with sandbox.state.lock:
+            runs = [run.to_json() for run in sandbox.state.workflow_runs]
+        return _json_response({"runs": runs})
 
     app.wsgi_app = _DropConnectionMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -26,6 +26,8 @@ from sandbox.catalog import Addon, Money, Plan
 # What "active" means in Stigg: `Customer.subscriptions` defaults its filter to these,
 # `getActiveSubscriptions` lists these, `hasActiveSubscription` counts these.
 ACTIVE_STATUSES = frozenset({"ACTIVE", "IN_TRIAL"})
+# Statuses a subscription never leaves: nothing can change or cancel it any more.
+ENDED_STATUSES = frozenset({"CANCELED", "EXPIRED"})
 
 Clock = Callable[[], datetime]
 
@@ -159,6 +161,8 @@ class Subscription:
     # /_admin/state shows it and tests can assert on it.
     price_overrides: list[dict[str, Any]] = field(default_factory=list)
     entitlements: list[dict[str, Any]] = field(default_factory=list)
+    # The last cancelSubscription input (time, action, prorate), for /_admin/state.
+    cancellation: dict[str, Any] | None = None
 
     @property
     def ref_id(self) -> str:
@@ -243,6 +247,26 @@ class Subscription:
         return add_months(anchor, periods * months), add_months(anchor, (periods + 1) * months)
 
 
+@dataclass(frozen=True)
+class WorkflowRun:
+    """One triggerWorkflow call the sandbox accepted: what it was sent."""
+
+    run_id: str
+    trigger_id: str
+    payload: Any
+    is_test: bool | None
+    triggered_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "triggerId": self.trigger_id,
+            "payload": self.payload,
+            "isTest": self.is_test,
+            "triggeredAt": format_datetime(self.triggered_at),
+        }
+
+
 @dataclass
 class CreditGrant:
     id: str
@@ -308,6 +332,8 @@ class SandboxState:
             self.customers: dict[str, Customer] = {}
             self.subscriptions: dict[str, Subscription] = {}
             self.credit_grants: dict[str, CreditGrant] = {}
+            # triggerWorkflow calls, oldest first (GET /_admin/workflow-runs).
+            self.workflow_runs: list[WorkflowRun] = []
             # Payments taken without awaiting confirmation (awaitPaymentConfirmation:
             # false): they settle when the next request arrives.
             self.unsettled: list[Subscription | CreditGrant] = []
@@ -386,6 +412,7 @@ def _subscription_json(s: Subscription) -> dict[str, Any]:
         "addons": [{"addonId": a.addon_id, "quantity": a.quantity} for a in s.addons],
         "priceOverrides": s.price_overrides,
         "entitlements": s.entitlements,
+        "cancellation": s.cancellation,
         "additionalMetaData": s.additional_meta_data,
         "createdAt": to_json_value(s.created_at),
     }

@@ -83,6 +83,7 @@ BASE_CONFIG = {
     "STIGG_API_URL": STIGG_URL,
     "STIGG_API_KEY": STIGG_KEY,
     "STIGG_CUSTOMER_URL_TEMPLATE": "https://app.stigg.test/env-1/customers/{customerId}",
+    "STIGG_SUBSCRIPTION_URL_TEMPLATE": "https://app.stigg.test/env-1/subscriptions/{subscriptionId}",
     "STIGG_TIMEOUT_S": "5",
     "STIGG_DEADLINE_S": "20",
     # The limiter's budget is real time shared through the database, which these tests

@@ -26,7 +26,13 @@ _RESULT_KEYS = {
     "GrantCredits": "createCreditGrant",
     "CreditGrants": "creditGrants",
     "CustomerSubscriptions": "customerSubscriptions",
+    "UpdateSubscription": "updateSubscription",
+    "CancelSubscription": "cancelSubscription",
+    "TriggerWorkflow": "triggerWorkflow",
 }
+# When the fake's subscriptions end if cancelled at the end of the billing period.
+PERIOD_END = "2026-12-27T10:00:00.000Z"
+NOW = "2026-11-27T10:00:00.000Z"
 
 
 @dataclass
@@ -84,13 +90,40 @@ class FakeStigg:
         # What the fake Stigg created, so look-ups find it as real Stigg would.
         self.grants: list[dict] = []
         self.subscriptions: list[dict] = []
+        # The workflows triggered (their inputs), oldest first.
+        self.workflow_runs: list[dict] = []
         self._scripts: dict[str, list] = defaultdict(list)
         self._ids = itertools.count(1)
         mock.add_callback(responses.POST, STIGG_URL, callback=self._answer)
 
     def script(self, operation: str, *answers) -> None:
-        """Queue answers for the next calls of `operation` (then the defaults apply)."""
+        """Queue answers for the next calls of `operation` (then the defaults apply). An
+        answer may be a function of the Call, run when the call arrives."""
         self._scripts[operation].extend(answers)
+
+    def add_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        status: str = "ACTIVE",
+        addons: tuple[tuple[str, int], ...] = (),
+        resource_id: str | None = None,
+    ) -> dict:
+        """A subscription Stigg already has (newest first, as Stigg lists them)."""
+        subscription = {
+            "subscriptionId": subscription_id,
+            "customerId": customer_id,
+            "status": status,
+            "startDate": "2026-01-01T00:00:00.000Z",
+            "endDate": NOW if status in ("CANCELED", "EXPIRED") else None,
+            "additionalMetaData": None,
+            "customer": {"customerId": customer_id},
+            "resource": {"resourceId": resource_id} if resource_id else None,
+            "addons": [{"addonId": a, "quantity": float(q)} for a, q in addons],
+        }
+        self.subscriptions.insert(0, subscription)
+        return subscription
 
     def calls_to(self, operation: str) -> list[Call]:
         return [call for call in self.calls if call.operation == operation]
@@ -110,6 +143,8 @@ class FakeStigg:
         self.calls.append(call)
         queue = self._scripts[call.operation]
         answer = queue.pop(0) if queue else self._default(call)
+        if callable(answer) and not isinstance(answer, Exception):
+            answer = answer(call)  # decided when the call arrives
         if isinstance(answer, Lost):
             self._default(call)
             answer = answer.answer
@@ -140,10 +175,16 @@ class FakeStigg:
                     "customerId": given["customerId"],
                     "status": "ACTIVE",
                     "startDate": given.get("startDate", "2026-11-27T10:00:00.000Z"),
+                    "endDate": None,
                     "additionalMetaData": given.get("additionalMetaData"),
+                    "customer": {"customerId": given["customerId"]},
                     "resource": {"resourceId": given["resourceId"]}
                     if "resourceId" in given
                     else None,
+                    "addons": [
+                        {"addonId": a["addonId"], "quantity": float(a.get("quantity", 1))}
+                        for a in given.get("addons", [])
+                    ],
                 },
             )
             return data(
@@ -171,15 +212,53 @@ class FakeStigg:
         if call.operation == "CustomerSubscriptions":
             found = [s for s in self.subscriptions if _matches(s, call.variables["filter"])]
             return data(page(found, call.variables.get("paging") or {}, strip=("customerId",)))
+        if call.operation == "UpdateSubscription":
+            subscription = self._subscription(given["subscriptionId"])
+            if subscription is None:
+                return graphql_error("SubscriptionNotFound", "Subscription not found")
+            if "addons" in given:
+                subscription["addons"] = [
+                    {"addonId": a["addonId"], "quantity": float(a["quantity"])}
+                    for a in given["addons"]
+                ]
+            return data(_node(subscription, "subscriptionId", "status", "customer"))
+        if call.operation == "CancelSubscription":
+            subscription = self._subscription(given["subscriptionRefId"])
+            if subscription is None:
+                return graphql_error("SubscriptionNotFound", "Subscription not found")
+            if subscription["status"] in ("CANCELED", "EXPIRED"):
+                return graphql_error("SubscriptionAlreadyCanceledOrExpired", "Already canceled")
+            time = given.get("subscriptionCancellationTime")
+            if time == "IMMEDIATE":
+                subscription["status"], subscription["endDate"] = "CANCELED", NOW
+            else:
+                subscription["endDate"] = given.get("endDate", PERIOD_END)
+            return data(_node(subscription, "subscriptionId", "status", "endDate", "customer"))
+        if call.operation == "TriggerWorkflow":
+            self.workflow_runs.append(given)
+            run_id = f"run-{next(self._ids)}"
+            return data({"success": True, "response": {"runId": run_id}})
         raise AssertionError(f"unexpected operation {call.operation}")
+
+    def _subscription(self, subscription_id: str) -> dict | None:
+        return next(
+            (s for s in self.subscriptions if s["subscriptionId"] == subscription_id), None
+        )
+
+
+def _node(record: dict, *fields: str) -> dict:
+    return {name: record[name] for name in fields}
 
 
 def _matches(subscription: dict, subscription_filter: dict) -> bool:
-    customer = subscription_filter["customer"]["customerId"]["eq"]
+    """The filters the service sends: customer, resource, subscription ID, statuses."""
+    customer = (subscription_filter.get("customer") or {}).get("customerId", {}).get("eq")
+    subscription_id = subscription_filter.get("subscriptionId", {}).get("eq")
     statuses = subscription_filter["status"]["in"]
     resource = (subscription_filter.get("resource") or {}).get("resourceId", {}).get("eq")
     return (
-        subscription["customerId"] == customer
+        (customer is None or subscription["customerId"] == customer)
+        and (subscription_id is None or subscription["subscriptionId"] == subscription_id)
         and subscription["status"] in statuses
         and (resource is None or (subscription["resource"] or {}).get("resourceId") == resource)
     )

@@ -113,6 +113,7 @@ class StiggClient:
         timeout_s: float,
         deadline_s: float,
         customer_url_template: str,
+        subscription_url_template: str,
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -121,6 +122,7 @@ class StiggClient:
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self.customer_url_template = customer_url_template
+        self.subscription_url_template = subscription_url_template
         self.operations = load_operations()
         # Every attempt takes a permit from it first (app/stigg/rate_limit.py).
         self.rate_limiter = rate_limiter or RateLimiter.disabled()
@@ -142,6 +144,11 @@ class StiggClient:
 
     def customer_url(self, customer_id: str) -> str:
         return self.customer_url_template.replace("{customerId}", quote(customer_id, safe=""))
+
+    def subscription_url(self, subscription_id: str) -> str:
+        return self.subscription_url_template.replace(
+            "{subscriptionId}", quote(subscription_id, safe="")
+        )
 
     def _gql_session(self):
         session = getattr(self._local, "session", None)
@@ -247,6 +254,9 @@ class StiggSession:
 
     def customer_url(self, customer_id: str) -> str:
         return self._client.customer_url(customer_id)
+
+    def subscription_url(self, subscription_id: str) -> str:
+        return self._client.subscription_url(subscription_id)
 
     def remaining_s(self) -> float:
         return self._deadline - time.monotonic()
@@ -374,11 +384,24 @@ class StiggSession:
         return self.remaining_s() - upcoming < MIN_ATTEMPT_S * 2
 
 
+# Where the input of a mutation of one subscription (update, cancel), which names no
+# customer, names the subscription: Stigg's REST limits key subscription calls by it.
+_SUBSCRIPTION_FIELDS = ("subscriptionId", "subscriptionRefId")
+
+
 def _customer_of(operation: Operation, variables: dict) -> str | None:
-    """The entity a mutation counts against in Stigg's per-entity limit: its customer."""
+    """The entity a mutation counts against in Stigg's per-entity limit: its customer, or
+    `subscription:<id>` for the one subscription it changes; None for reads and for a
+    mutation naming neither (triggerWorkflow)."""
     given = variables.get("input")
-    customer_id = given.get("customerId") if isinstance(given, dict) else None
-    return customer_id if operation.is_mutation and isinstance(customer_id, str) else None
+    if not operation.is_mutation or not isinstance(given, dict):
+        return None
+    if isinstance(given.get("customerId"), str):
+        return given["customerId"]
+    for name in _SUBSCRIPTION_FIELDS:
+        if isinstance(given.get(name), str):
+            return f"subscription:{given[name]}"
+    return None
 
 
 def _may_resend(operation: Operation, exc: BaseException) -> bool:

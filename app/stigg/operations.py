@@ -26,6 +26,11 @@ class Resend(enum.Enum):
 
 # provisionCustomer is create-only: a repeat that lands after a lost answer fails with
 # DuplicatedEntityNotAllowed, which the customer upsert turns into an update.
+# updateOneSubscription sets absolute values (the full add-on list, the new period, ...), so a
+# repeat leaves the subscription as the first attempt did. cancelSubscription too: a repeat
+# sets the same end, or finds it ended (SubscriptionAlreadyCanceledOrExpired), which the
+# cancel action answers as alreadyCancelled. triggerWorkflow runs the workflow again on every
+# call and Stigg offers no way to look a run up: never resent once it may have run.
 RESEND_RULES = {
     "GetCustomer": Resend.ALWAYS,
     "ProvisionCustomer": Resend.ALWAYS,
@@ -34,6 +39,9 @@ RESEND_RULES = {
     "CustomerSubscriptions": Resend.ALWAYS,
     "ProvisionSubscription": Resend.ONLY_IF_NOT_EXECUTED,
     "GrantCredits": Resend.ONLY_IF_NOT_EXECUTED,
+    "UpdateSubscription": Resend.ALWAYS,
+    "CancelSubscription": Resend.ALWAYS,
+    "TriggerWorkflow": Resend.ONLY_IF_NOT_EXECUTED,
 }
 
 

@@ -56,7 +56,12 @@ export const EXPECTED = {
   CustomObject: ['Stigg_Bulk_Setting__mdt', 'Stigg_Provisioning_Result__e'],
   ExternalCredential: ['StiggActions'],
   ExternalServiceRegistration: ['StiggActions'],
-  Flow: ['Stigg_Opportunity_Closed_Won', 'Stigg_Opportunity_Closed_Won_Bulk', 'Stigg_Provisioning_Result_Writeback'],
+  Flow: [
+    'Stigg_Opportunity_Closed_Lost_Cancel',
+    'Stigg_Opportunity_Closed_Won',
+    'Stigg_Opportunity_Closed_Won_Bulk',
+    'Stigg_Provisioning_Result_Writeback',
+  ],
   NamedCredential: ['StiggActions'],
   PermissionSet: ['Stigg_Actions'],
 };

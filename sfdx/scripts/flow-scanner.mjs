@@ -18,8 +18,11 @@ const projectDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 // InactiveFlow flags every flow that is not Active. The two Closed Won templates ship as Draft on
 // purpose: the admin activates exactly one of them after entering the API key (both active would
 // provision every Opportunity twice), and an Active flow deployed to production starts
-// provisioning at once. Only their Draft status is excused; the write-back flow ships Active.
+// provisioning at once. The Closed Lost template ships as Draft for the same reason: active, it
+// would start cancelling subscriptions on deploy. Only their Draft status is excused; the
+// write-back flow ships Active.
 export const EXCEPTIONS = {
+  Stigg_Opportunity_Closed_Lost_Cancel: { InactiveFlow: ['Draft'] },
   Stigg_Opportunity_Closed_Won: { InactiveFlow: ['Draft'] },
   Stigg_Opportunity_Closed_Won_Bulk: { InactiveFlow: ['Draft'] },
 };

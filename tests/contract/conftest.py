@@ -64,3 +64,25 @@ def any_flow(request) -> sfdx.Flow:
 def template(request) -> sfdx.Flow:
     """The two Closed Won templates."""
     return sfdx.Flow.load(request.param)
+
+
+@pytest.fixture(scope="session")
+def closed_lost_flow() -> sfdx.Flow:
+    return sfdx.Flow.load(sfdx.CLOSED_LOST_FLOW_FILE)
+
+
+@pytest.fixture(
+    params=[sfdx.FLOW_FILE, sfdx.CLOSED_LOST_FLOW_FILE], ids=["closed-won", "closed-lost-cancel"]
+)
+def service_flow(request) -> sfdx.Flow:
+    """Every flow that calls StiggActions (the External Service): the spec cross-checks."""
+    return sfdx.Flow.load(request.param)
+
+
+@pytest.fixture(
+    params=[sfdx.FLOW_FILE, sfdx.BULK_FLOW_FILE, sfdx.CLOSED_LOST_FLOW_FILE],
+    ids=["single", "bulk", "closed-lost-cancel"],
+)
+def record_triggered_template(request) -> sfdx.Flow:
+    """The Draft templates a record change starts, each making its callouts asynchronously."""
+    return sfdx.Flow.load(request.param)

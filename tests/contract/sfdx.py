@@ -16,6 +16,7 @@ FLOWS_DIR = DEFAULT_DIR / "flows"
 FLOW_FILE = FLOWS_DIR / "Stigg_Opportunity_Closed_Won.flow-meta.xml"
 BULK_FLOW_FILE = FLOWS_DIR / "Stigg_Opportunity_Closed_Won_Bulk.flow-meta.xml"
 WRITEBACK_FLOW_FILE = FLOWS_DIR / "Stigg_Provisioning_Result_Writeback.flow-meta.xml"
+CLOSED_LOST_FLOW_FILE = FLOWS_DIR / "Stigg_Opportunity_Closed_Lost_Cancel.flow-meta.xml"
 FLOW_FILES = sorted(FLOWS_DIR.glob("*.flow-meta.xml"))
 CLASSES_DIR = DEFAULT_DIR / "classes"
 EVENT = "Stigg_Provisioning_Result__e"

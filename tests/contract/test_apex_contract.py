@@ -23,9 +23,9 @@ CLIENT = sfdx.Apex("StiggBatchClient")
 POLLER = sfdx.Apex("StiggBatchPoller")
 EVENTS = sfdx.Apex("StiggProvisioningEvents")
 ACTIONS_BY_ID = {action.operation_id: action for action in ACTIONS}
-# Response fields the Apex reads before the service sends them: issue 13 adds the subscription
-# deep link to every subscription response. Remove the entry when SubscriptionResult has it.
-PENDING_RESULT_FIELDS = {"stiggSubscriptionUrl"}
+# Response fields the Apex reads before the service sends them (none now: issue 13 added the
+# subscription deep link, stiggSubscriptionUrl, to every subscription response).
+PENDING_RESULT_FIELDS: set[str] = set()
 # The composite body fields the Apex builds from parallel lists, and the nested schema they follow.
 COMPOSITE_BUILDERS = {
     "addons": "addons(Request request)",

@@ -277,8 +277,8 @@ def _key_inputs(flow):
         yield node, operation, formulas[key[1]]
 
 
-def test_keys_change_with_the_record_and_stay_with_a_retry(template):
-    keys = list(_key_inputs(template))
+def test_keys_change_with_the_record_and_stay_with_a_retry(record_triggered_template):
+    keys = list(_key_inputs(record_triggered_template))
     assert keys
     for node, operation, expression in keys:
         match = KEY_FORMULA.match(expression)

@@ -1,7 +1,8 @@
 """The flows against the spec and the platform rules (reference §1.6-§2.5).
 
 The structural rules (element order, connectors, fault paths, no DML before a callout) hold for
-every flow in sfdx/; the spec cross-checks are the single-call template's (it calls StiggActions).
+every flow in sfdx/; the spec cross-checks hold for every flow that calls StiggActions (the
+single-call Closed Won template and the Closed Lost cancellation).
 
 No offline tool validates Flow XML, and the Metadata API rejects an element out of XSD order
 with XML_PARSER_ERROR, so the order table below is the reference's, checked element by element.
@@ -81,7 +82,7 @@ ASYNC_PATH_CHILDREN = {"name", "connector", "pathType"}
 STANDARD_FIELDS = {
     "Account": {"Id", "Name"},
     "Contact": {"Id", "Email"},
-    "Opportunity": {"Id", "AccountId", "StageName", "Name", "LastModifiedDate"},
+    "Opportunity": {"Id", "AccountId", "StageName", "Name", "LastModifiedDate", "Type"},
     "OpportunityContactRole": {"Id", "ContactId", "IsPrimary", "OpportunityId"},
     "OpportunityLineItem": {"Id", "OpportunityId", "Product2Id", "Quantity"},
     "Product2": {"Id", "Name"},
@@ -99,13 +100,13 @@ def external_actions(flow):
     ]
 
 
-def test_flow_has_external_service_actions(flow):
-    assert external_actions(flow), "the template calls no StiggActions operation"
+def test_flow_has_external_service_actions(service_flow):
+    assert external_actions(service_flow), "the template calls no StiggActions operation"
 
 
-def test_action_names_are_operations_of_the_spec(flow, spec):
+def test_action_names_are_operations_of_the_spec(service_flow, spec):
     operations = spec.operations()
-    for node in external_actions(flow):
+    for node in external_actions(service_flow):
         action_name = text(node.element, "actionName")
         registration, _, operation_id = action_name.partition(".")
         assert registration == sfdx.REGISTRATION, f"{node.name}: {action_name}"
@@ -113,10 +114,10 @@ def test_action_names_are_operations_of_the_spec(flow, spec):
         assert text(node.element, "nameSegment") == action_name, node.name
 
 
-def test_action_inputs_are_operation_inputs_and_body_types_match(flow, spec):
+def test_action_inputs_are_operation_inputs_and_body_types_match(service_flow, spec):
     operations = spec.operations()
-    variables = flow.variables()
-    for node in external_actions(flow):
+    variables = service_flow.variables()
+    for node in external_actions(service_flow):
         operation = operations[text(node.element, "actionName").split(".", 1)[1]]
         names = [text(p, "name") for p in node.element.findall(NS + "inputParameters")]
         unknown = set(names) - operation.inputs
@@ -130,14 +131,14 @@ def test_action_inputs_are_operation_inputs_and_body_types_match(flow, spec):
             assert text(variable, "apexClass") == sfdx.APEX_TYPE_PREFIX + operation.request_schema
 
 
-def test_output_references_exist_in_response_schemas(flow, spec):
+def test_output_references_exist_in_response_schemas(service_flow, spec):
     operations = spec.operations()
     actions = {
         n.name: operations[text(n.element, "actionName").split(".", 1)[1]]
-        for n in external_actions(flow)
+        for n in external_actions(service_flow)
     }
     checked = 0
-    for where, reference in flow.references():
+    for where, reference in service_flow.references():
         match = OUTPUT_REFERENCE.match(reference)
         if not match or match["element"] not in actions:
             continue
@@ -151,12 +152,12 @@ def test_output_references_exist_in_response_schemas(flow, spec):
         assert spec.has_path(operation.responses[code], fields), (
             f"{where} {reference}: not in the {code} schema of {operation.operation_id}"
         )
-    assert checked, "no action output is read: the flow ignores what StiggActions answers"
+    assert checked, "no action output is read: the service_flow ignores what StiggActions answers"
 
 
-def test_apex_defined_variables_name_spec_schemas_and_their_fields(flow, spec):
+def test_apex_defined_variables_name_spec_schemas_and_their_fields(service_flow, spec):
     apex_vars = {}
-    for name, variable in flow.variables().items():
+    for name, variable in service_flow.variables().items():
         apex_class = text(variable, "apexClass")
         if text(variable, "dataType") == "Apex" or apex_class:
             assert text(variable, "dataType") == "Apex", name
@@ -165,7 +166,7 @@ def test_apex_defined_variables_name_spec_schemas_and_their_fields(flow, spec):
             assert schema in spec.schemas, f"{name}: {schema} is not a schema of {spec.path.name}"
             apex_vars[name] = spec.schemas[schema]
     assert apex_vars, "no Apex-defined request variables"
-    for where, reference in flow.references():
+    for where, reference in service_flow.references():
         head, _, field_path = reference.partition(".")
         if head in apex_vars and field_path:
             assert spec.has_path(apex_vars[head], field_path.split(".")), f"{where}: {reference}"
@@ -258,8 +259,8 @@ def test_trigger_is_closed_won_update_draft(template):
     assert ("StageName", "EqualTo", "Closed Won") in filters
 
 
-def test_callouts_run_only_on_the_async_path(template):
-    flow = template
+def test_callouts_run_only_on_the_async_path(record_triggered_template):
+    flow = record_triggered_template
     entries = flow.entry_points()
     paths = flow.start.findall(NS + "scheduledPaths")
     assert [text(p, "pathType") for p in paths] == ["AsyncAfterCommit"]
@@ -303,10 +304,10 @@ def test_actions_and_record_operations_have_fault_connectors(any_flow):
         assert node.element.find(NS + "faultConnector") is not None, f"{node.name}: no fault path"
 
 
-def test_each_action_is_followed_by_a_response_code_decision(flow):
-    for node in external_actions(flow):
+def test_each_action_is_followed_by_a_response_code_decision(service_flow):
+    for node in external_actions(service_flow):
         (target,) = [text(c, "targetReference") for c in node.element.findall(NS + "connector")]
-        decision = flow.nodes[target]
+        decision = service_flow.nodes[target]
         assert decision.kind == "decisions", f"{node.name} -> {target} is not a Decision"
         lefts = {text(c, "leftValueReference") for c in decision.element.iter(NS + "conditions")}
         assert lefts == {f"{node.name}.responseCode"}, f"{target} does not branch on responseCode"
@@ -317,22 +318,48 @@ def test_each_action_is_followed_by_a_response_code_decision(flow):
         assert "200" in codes, f"{target}: no 200 rule"
         errors_read = {
             ref.split(".")[1]
-            for _, ref in flow.references()
+            for _, ref in service_flow.references()
             if ref.startswith(f"{node.name}.") and ref.count(".") >= 2
         }
         assert {"4XX", "5XX"} <= errors_read, f"{node.name}: 4XX/5XX bodies are never read"
 
 
-def test_account_update_is_the_last_step_and_errors_are_recorded_at_the_end(flow):
-    updates = {text(n.element, "object"): n for n in flow.of_kind("recordUpdates")}
-    account = updates["Account"]
-    fields = {text(a, "field") for a in account.element.findall(NS + "inputAssignments")}
-    assert fields == {"Stigg_Customer_ID__c", "Stigg_Customer_URL__c"}
-    assert not [c for c in account.element.findall(NS + "connector")], "Account update is not last"
-    opportunity = updates["Opportunity"]
-    fields = {text(a, "field") for a in opportunity.element.findall(NS + "inputAssignments")}
-    assert fields == {"Stigg_Provisioning_Error__c"}
-    assert not flow.successors(opportunity.name), "error recording is not the last step"
+def _assigned(node) -> dict[str, str]:
+    """field -> the variable (or literal) a record update writes into it."""
+    found = {}
+    for assignment in node.element.findall(NS + "inputAssignments"):
+        (value,) = list(assignment.find(NS + "value"))
+        found[text(assignment, "field")] = value.text
+    return found
+
+
+def test_the_writes_come_last_customer_then_subscription_and_errors_at_the_end(flow):
+    updates = {n.name: n for n in flow.of_kind("recordUpdates")}
+    assert set(updates) == {"Update_Account", "Update_Opportunity", "Record_Provisioning_Error"}
+    account, opportunity = updates["Update_Account"], updates["Update_Opportunity"]
+    assert text(account.element, "object") == "Account"
+    assert _assigned(account) == {
+        "Stigg_Customer_ID__c": "stiggCustomerId",
+        "Stigg_Customer_URL__c": "stiggCustomerUrl",
+    }
+    assert flow.successors(account.name) - {"Capture_Fault"} == {opportunity.name}
+    assert text(opportunity.element, "object") == "Opportunity"
+    assert _assigned(opportunity) == {
+        "Stigg_Subscription_ID__c": "stiggSubscriptionId",
+        "Stigg_Subscription_URL__c": "stiggSubscriptionUrl",
+    }
+    assert flow.successors(opportunity.name) == {"Capture_Fault"}, "the last success step"
+    # The variables hold what createSubscription answered.
+    stored = flow.nodes["Store_Subscription_Result"].element
+    reads = {
+        text(item, "assignToReference"): text(item.find(NS + "value"), "elementReference")
+        for item in stored.findall(NS + "assignmentItems")
+    }
+    assert reads["stiggSubscriptionId"] == "Create_Subscription.200.stiggSubscriptionId"
+    assert reads["stiggSubscriptionUrl"] == "Create_Subscription.200.stiggSubscriptionUrl"
+    error = updates["Record_Provisioning_Error"]
+    assert set(_assigned(error)) == {"Stigg_Provisioning_Error__c"}
+    assert not flow.successors(error.name), "error recording is not the last step"
 
 
 @pytest.mark.parametrize(
@@ -344,3 +371,73 @@ def test_elements_of_one_kind_are_contiguous(any_flow, kind):
         return
     first, last = tags.index(kind), len(tags) - 1 - tags[::-1].index(kind)
     assert set(tags[first : last + 1]) == {kind}
+
+
+def test_closed_lost_cancel_starts_on_a_lost_renewal_and_is_a_draft(closed_lost_flow):
+    flow = closed_lost_flow
+    assert text(flow.root, "processType") == "AutoLaunchedFlow"
+    assert text(flow.root, "status") == "Draft"
+    assert text(flow.start, "object") == "Opportunity"
+    assert text(flow.start, "triggerType") == "RecordAfterSave"
+    assert text(flow.start, "recordTriggerType") == "Update"
+    assert text(flow.start, "doesRequireRecordChangedToMeetCriteria") == "true"
+    assert text(flow.start, "filterLogic") == "and"
+    filters = [
+        (text(f, "field"), text(f, "operator"), text(f.find(NS + "value"), "stringValue"))
+        for f in flow.start.findall(NS + "filters")
+    ]
+    assert filters == [("StageName", "EqualTo", "Closed Lost"), ("Type", "EqualTo", "Renewal")]
+
+
+def test_closed_lost_cancel_cancels_the_accounts_subscription_at_period_end(closed_lost_flow):
+    flow = closed_lost_flow
+    [action] = external_actions(flow)
+    assert text(action.element, "actionName") == "StiggActions.cancelSubscription"
+    build = flow.nodes["Build_Cancel_Request"].element
+    assigned = {}
+    for item in build.findall(NS + "assignmentItems"):
+        (value,) = list(item.find(NS + "value"))
+        assigned[text(item, "assignToReference")] = (sfdx.local(value.tag), value.text)
+    assert assigned == {
+        "cancelRequest.salesforceAccountId": ("elementReference", "$Record.AccountId"),
+        "cancelRequest.stiggCustomerId": ("elementReference", "Get_Account.Stigg_Customer_ID__c"),
+        "cancelRequest.cancellationTime": ("stringValue", "END_OF_BILLING_PERIOD"),
+        "currentStep": ("stringValue", "cancelSubscription"),
+    }
+    assert flow.successors("Build_Cancel_Request") == {action.name}
+    # The only reads before the callout; no record without an Account is sent.
+    before = {n.name for n in flow.of_kind("recordLookups")}
+    assert before == {"Get_Account"}
+    assert flow.successors("Account_Found") == {"Build_Cancel_Request", "No_Account"}
+
+
+def test_closed_lost_cancel_records_the_outcome_on_the_opportunity(closed_lost_flow):
+    flow = closed_lost_flow
+    updates = {n.name: n for n in flow.of_kind("recordUpdates")}
+    assert set(updates) == {"Record_Cancellation", "Record_Provisioning_Error"}
+    for node in updates.values():
+        assert text(node.element, "object") == "Opportunity"
+        [record_filter] = node.element.findall(NS + "filters")
+        assert text(record_filter.find(NS + "value"), "elementReference") == "$Record.Id"
+    assert _assigned(updates["Record_Cancellation"]) == {
+        "Stigg_Provisioning_Status__c": "SUCCEEDED",
+        "Stigg_Subscription_ID__c": "stiggSubscriptionId",
+        "Stigg_Subscription_URL__c": "stiggSubscriptionUrl",
+        "Stigg_Provisioning_Error__c": "$GlobalConstant.EmptyString",
+    }
+    assert _assigned(updates["Record_Provisioning_Error"]) == {
+        "Stigg_Provisioning_Status__c": "FAILED",
+        "Stigg_Provisioning_Error__c": "provisioningErrorText",
+    }
+    stored = flow.nodes["Store_Cancel_Result"].element
+    reads = {
+        text(item, "assignToReference"): text(item.find(NS + "value"), "elementReference")
+        for item in stored.findall(NS + "assignmentItems")
+    }
+    assert reads["stiggSubscriptionId"] == "Cancel_Subscription.200.stiggSubscriptionId"
+    assert reads["stiggSubscriptionUrl"] == "Cancel_Subscription.200.stiggSubscriptionUrl"
+    assert flow.successors("Store_Cancel_Result") == {"Record_Cancellation"}
+    assert flow.successors("Record_Cancellation") == {"Capture_Fault"}
+    # Every error path ends in the error record: 4XX, 5XX, another status, a fault, no Account.
+    for name in ("Cancel_4XX", "Cancel_5XX", "Unexpected_Response", "Capture_Fault", "No_Account"):
+        assert flow.successors(name) == {"Record_Provisioning_Error"}, name

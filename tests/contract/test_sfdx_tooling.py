@@ -45,6 +45,7 @@ EXPECTED_MEMBERS = {
     "ExternalCredential": {"StiggActions"},
     "ExternalServiceRegistration": {"StiggActions"},
     "Flow": {
+        "Stigg_Opportunity_Closed_Lost_Cancel",
         "Stigg_Opportunity_Closed_Won",
         "Stigg_Opportunity_Closed_Won_Bulk",
         "Stigg_Provisioning_Result_Writeback",
@@ -257,8 +258,10 @@ def test_flow_scanner_finds_no_error_in_any_flow(flow_scanner):
 
 def test_flow_scanner_exceptions_excuse_only_the_draft_templates(flow_scanner):
     _, report = flow_scanner
-    assert set(report["exceptions"]) == {sfdx.FLOW_FILE.name.split(".")[0],
-                                         sfdx.BULK_FLOW_FILE.name.split(".")[0]}  # fmt: skip
+    assert set(report["exceptions"]) == {
+        path.name.split(".")[0]
+        for path in (sfdx.FLOW_FILE, sfdx.BULK_FLOW_FILE, sfdx.CLOSED_LOST_FLOW_FILE)
+    }
     for name, rules in report["exceptions"].items():
         assert rules == {"InactiveFlow": ["Draft"]}, name
         flow = sfdx.Flow.load(sfdx.FLOWS_DIR / f"{name}.flow-meta.xml")

@@ -55,8 +55,10 @@ STIGG_INPUT_DEFAULTS = {
     "ProvisionSubscriptionInput.unitQuantity": -1,
     "SubscriptionAddonInput.quantity": 1,
     "SubscriptionBillingInfo.isBackdated": False,
+    "SubscriptionCancellationInput.awaitSubscriptionCancellation": True,
     "SubscriptionBillingInfo.isInvoicePaid": False,
     "UpdateCustomerInput.shouldWaitSync": False,
+    "UpdateSubscriptionInput.awaitPaymentConfirmation": True,
 }
 
 

@@ -88,6 +88,10 @@ class SandboxControl:
     def limits(self) -> dict:
         return requests.get(f"{self.base_url}/_admin/limits", timeout=5).json()
 
+    def workflow_runs(self) -> list[dict]:
+        """The triggerWorkflow calls the sandbox ran, oldest first, with their payloads."""
+        return requests.get(f"{self.base_url}/_admin/workflow-runs", timeout=5).json()["runs"]
+
     def set_limits(self, **settings) -> dict:
         """Change Stigg's rate limits (enabled, windowSeconds, perOperation, perEntity);
         reset() restores the start-up ones."""

@@ -1,4 +1,4 @@
-"""The four actions over real HTTP: gunicorn, sockets and the gql transport, against the sandbox."""
+"""The actions over real HTTP: gunicorn, sockets and the gql transport, against the sandbox."""
 
 import pytest
 
@@ -25,9 +25,17 @@ def test_the_whole_closed_won_path(service_url, sandbox):
     [subscription] = state["subscriptions"]
     assert subscription["customerId"] == ACCOUNT_WITH_EMAIL
     assert subscription["planId"] == "plan-pro"
-    assert subscription["status"] == "IN_TRIAL"
+    assert subscription["addons"] == [
+        {"addonId": "addon-seats", "quantity": 12.0},
+        {"addonId": "addon-storage", "quantity": 1.0},
+    ]
+    # The trial was cancelled when the renewal was lost.
+    assert (subscription["status"], subscription["cancelReason"]) == ("CANCELED", "Immediate")
     [grant] = state["creditGrants"]
     assert grant["amount"] == 500
+    [run] = sandbox.workflow_runs()
+    assert run["payload"] == {"customerId": ACCOUNT_WITH_EMAIL, "seats": 12}
+    assert any(line.startswith("8. Create Stigg Credit Grant again") for line in lines)
     assert "Closed Won path complete." in lines
 
 

@@ -178,3 +178,22 @@ def test_single_actions_record_their_budget_wait_too(app, stigg, limited, clock)
 
     assert 5 <= single.budget_wait_s_spent <= 5 + JITTER_S
     assert single.remaining_s() < 20  # not moved on by the wait (it would be ~25 s then)
+
+
+def test_subscription_mutations_count_against_the_subscription_and_workflows_none(
+    app, stigg, limited
+):
+    _, store = limited()
+    session = app.extensions["stigg"].session()
+    stigg.add_subscription("acme", "sub-1")
+
+    session.execute("UpdateSubscription", {"input": {"subscriptionId": "sub-1"}})
+    session.execute("CancelSubscription", {"input": {"subscriptionRefId": "sub-1"}})
+    session.execute("TriggerWorkflow", {"input": {"triggerId": "wf-1"}})
+
+    now = app.extensions["stigg"].rate_limiter._clock()
+    assert len(store.releases("customer:subscription:sub-1", now)) == 2
+    assert len(store.releases("operation:updateOneSubscription", now)) == 1
+    assert len(store.releases("operation:cancelSubscription", now)) == 1
+    assert len(store.releases("operation:triggerWorkflow", now)) == 1
+    assert store.releases("customer:acme", now) == []

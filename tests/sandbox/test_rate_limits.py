@@ -12,6 +12,7 @@ from sandbox.limits import LimitSettings, RateLimiter
 
 RATE_LIMITED = {"error": "rate_limit_exceeded", "message": "Too many requests"}
 ROOT_FIELDS = [
+    "cancelSubscription",
     "createCreditGrant",
     "creditGrants",
     "customerSubscriptions",
@@ -19,7 +20,9 @@ ROOT_FIELDS = [
     "getCustomerByRefId",
     "provisionCustomer",
     "provisionSubscriptionV2",
+    "triggerWorkflow",
     "updateOneCustomer",
+    "updateOneSubscription",
 ]
 
 
@@ -77,6 +80,7 @@ def test_stiggs_limits_are_on_by_default(admin):
         "enabled": True,
         "windowSeconds": 60.0,
         "perOperation": {
+            "cancelSubscription": 250,
             "createCreditGrant": 250,
             "creditGrants": 500,
             "customerSubscriptions": 3000,
@@ -84,7 +88,9 @@ def test_stiggs_limits_are_on_by_default(admin):
             "getCustomerByRefId": 3000,
             "provisionCustomer": 250,
             "provisionSubscriptionV2": 250,
+            "triggerWorkflow": 250,
             "updateOneCustomer": 250,
+            "updateOneSubscription": 250,
         },
         "perEntity": 30,
     }
@@ -151,6 +157,25 @@ def test_per_entity_limit_counts_every_kind_of_mutation_of_one_customer(stigg, a
     assert grant(stigg, "cust-2").status_code == 200
     assert stigg.document("GetCustomer", {"customerId": "cust-1"}).status_code == 200
     assert stigg.document("CreditGrants", {"customerId": "cust-1"}).status_code == 200
+
+
+def test_mutations_of_one_subscription_count_against_that_subscription(stigg, admin, seconds):
+    stigg.customer("cust-1")
+    first = stigg.subscription(customerId="cust-1", planId="plan-free", resourceId="r-1")["id"]
+    other = stigg.subscription(customerId="cust-1", planId="plan-free", resourceId="r-2")["id"]
+    set_limits(admin, perEntity=2)
+    update = {"subscriptionId": first, "salesforceId": "006x"}
+    assert stigg.document("UpdateSubscription", update).status_code == 200
+    assert stigg.document("CancelSubscription", {"subscriptionRefId": first}).status_code == 200
+
+    refused = stigg.document("UpdateSubscription", update)
+
+    assert_rate_limited(refused)
+    assert stats(admin)["rateLimited"] == {"updateOneSubscription": 1}
+    # Another subscription of the same customer, and a workflow (no entity), still run.
+    assert stigg.document("CancelSubscription", {"subscriptionRefId": other}).status_code == 200
+    workflow = {"triggerId": "wf-seat-change"}
+    assert stigg.document("TriggerWorkflow", workflow).status_code == 200
 
 
 def test_the_window_slides(stigg, admin, seconds):

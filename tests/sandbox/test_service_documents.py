@@ -67,6 +67,29 @@ LOOKUP_FILTER = {
     "status": {"in": ["ACTIVE", "IN_TRIAL", "NOT_STARTED", "PAYMENT_PENDING"]},
 }
 
+# The look-ups of updateSubscription and cancelSubscription: one subscription by its ID in
+# any status; a customer's subscriptions that have ended (cancel's "already cancelled").
+EVERY_STATUS = ["ACTIVE", "IN_TRIAL", "NOT_STARTED", "PAYMENT_PENDING", "CANCELED", "EXPIRED"]
+ENDED_FILTER = {
+    "customer": {"customerId": {"eq": CUSTOMER["customerId"]}},
+    "status": {"in": ["CANCELED", "EXPIRED"]},
+}
+
+UPDATE = {
+    "subscriptionId": SUBSCRIPTION["subscriptionId"],
+    "billingPeriod": "ANNUALLY",
+    "addons": [{"addonId": "addon-seats", "quantity": 12}],
+    "priceOverrides": [
+        {"baseCharge": True, "price": {"amount": 400, "currency": "USD"}},
+        {"currencyId": "cred-type-ai-tokens", "price": {"amount": 150, "currency": "USD"}},
+    ],
+    "entitlements": [
+        {"credit": {"customCurrencyId": "cred-type-ai-tokens", "amount": 2000, "cadence": "YEAR"}}
+    ],
+    "trialEndDate": "2030-08-01T00:00:00.000Z",
+    "salesforceId": "006Dn00000RENEWAL",
+}
+
 SAMPLES: dict[str, list[dict]] = {
     "GetCustomer": [{"input": {"customerId": CUSTOMER["customerId"]}}],
     "ProvisionCustomer": [{"input": CUSTOMER}],
@@ -82,6 +105,45 @@ SAMPLES: dict[str, list[dict]] = {
             "filter": {**LOOKUP_FILTER, "subscriptionId": {"eq": SUBSCRIPTION["subscriptionId"]}},
             "paging": {"first": 1},
         },
+        {
+            "filter": {
+                "subscriptionId": {"eq": SUBSCRIPTION["subscriptionId"]},
+                "status": {"in": EVERY_STATUS},
+            },
+            "paging": {"first": 1},
+        },
+        {"filter": ENDED_FILTER, "paging": {"first": 1}},
+        {
+            "filter": {**ENDED_FILTER, "resource": {"resourceId": {"eq": "workspace-1"}}},
+            "paging": {"first": 1},
+        },
+    ],
+    "UpdateSubscription": [
+        {"input": UPDATE},
+        # Every add-on removed: the list replaces the subscription's.
+        {"input": {"subscriptionId": SUBSCRIPTION["subscriptionId"], "addons": []}},
+    ],
+    "CancelSubscription": [
+        {
+            "input": {
+                "subscriptionRefId": SUBSCRIPTION["subscriptionId"],
+                "subscriptionCancellationTime": "SPECIFIC_DATE",
+                "endDate": "2030-01-01T00:00:00.000Z",
+                "prorate": False,
+            }
+        },
+        {
+            "input": {
+                "subscriptionRefId": SUBSCRIPTION["subscriptionId"],
+                "subscriptionCancellationTime": "IMMEDIATE",
+                "subscriptionCancellationAction": "REVOKE_ENTITLEMENTS",
+                "prorate": True,
+            }
+        },
+    ],
+    "TriggerWorkflow": [
+        {"input": {"triggerId": "wf-renewal-lost", "payload": {"customerId": "acme", "n": 1}}},
+        {"input": {"triggerId": "wf-seat-change"}},
     ],
     "GrantCredits": [{"input": GRANT}],
     "CreditGrants": [
@@ -117,6 +179,8 @@ def test_every_document_has_samples():
 def test_each_document_runs_cleanly_with_each_sample(stigg, name):
     if name != "ProvisionCustomer":
         stigg.ok("ProvisionCustomer", CUSTOMER)
+    if name in ("UpdateSubscription", "CancelSubscription"):
+        stigg.ok("ProvisionSubscription", SUBSCRIPTION)
     for variables in SAMPLES[name]:
         response = stigg.post(service_document(name), variables)
         body = response.get_json()
@@ -158,8 +222,14 @@ def test_the_whole_service_flow_with_full_variables(stigg, admin):
                 "subscriptionId": "sub-006Dn00000OPPORTU",
                 "status": "IN_TRIAL",
                 "startDate": SUBSCRIPTION["startDate"],
+                "endDate": None,
                 "additionalMetaData": {"opportunityId": "006Dn00000OPPORTU"},
+                "customer": {"customerId": CUSTOMER["customerId"]},
                 "resource": {"resourceId": "workspace-1"},
+                "addons": [
+                    {"addonId": "addon-seats", "quantity": 5.0},
+                    {"addonId": "addon-storage", "quantity": 1.0},
+                ],
             }
         }
     ]

@@ -118,6 +118,51 @@ def test_a_batch_is_accepted_queued_and_run_like_single_calls(app, http, worker,
     )
 
 
+def test_updates_cancellations_and_workflows_run_in_batches_in_customer_order(
+    app, http, worker, stigg
+):
+    account = {"salesforceAccountId": ACCOUNT_15}
+    items = [
+        item("createSubscription", {**SUBSCRIPTION, "addons": [{"addonId": "addon-seats"}]}),
+        item(
+            "updateSubscription",
+            {**account, "addons": [{"addonId": "addon-seats", "quantity": 9}]},
+        ),
+        item("cancelSubscription", {**account, "cancellationTime": "IMMEDIATE"}),
+        item("triggerStiggWorkflow", {"triggerId": "wf-1", "payloadJson": '{"seats": 9}'}),
+        item("cancelSubscription", {"stiggSubscriptionId": "sub-unknown"}),
+    ]
+
+    accepted = post_batch(http, items)
+
+    assert accepted.status_code == 202, accepted.json
+    assert [i["status"] for i in accepted.json["items"]] == ["QUEUED"] * 5
+    assert worker.drain() == 5
+    done = get_batch(http, accepted.json["batchId"]).json
+    created, updated, cancelled, workflow, unknown = done["items"]
+    subscription_id = created["result"]["stiggSubscriptionId"]
+    # The customer's items ran in submission order: the update and the cancellation found
+    # the subscription the first item created.
+    assert updated["status"] == "SUCCEEDED", updated
+    assert updated["result"]["stiggSubscriptionId"] == subscription_id
+    assert cancelled["result"] == {
+        **updated["result"],
+        "subscriptionStatus": "CANCELED",
+        "endDate": "2026-11-27T10:00:00Z",
+        "alreadyCancelled": False,
+    }
+    assert workflow["result"] == {"success": True, "responseJson": '{"runId": "run-2"}'}
+    assert stigg.workflow_runs == [{"triggerId": "wf-1", "payload": {"seats": 9}}]
+    assert (unknown["status"], unknown["httpStatus"]) == ("FAILED", 422)
+    assert unknown["error"]["code"] == "SUBSCRIPTION_NOT_FOUND"
+    assert [c.input["addons"] for c in stigg.calls_to("UpdateSubscription")] == [
+        [{"addonId": "addon-seats", "quantity": 9}]
+    ]
+    log = app.extensions["store"].log
+    operations = [e["operation"] for e in log.list() if e["batch_item_id"] is not None]
+    assert sorted(operations) == sorted(i["operation"] for i in items)
+
+
 def test_an_invalid_item_gets_the_error_a_single_call_gets_and_the_others_run(
     app, http, worker, stigg
 ):

@@ -25,6 +25,19 @@ def settings_with(**changes):
             {"STIGG_CUSTOMER_URL_TEMPLATE": "https://app.stigg.io/customers/"},
             "STIGG_CUSTOMER_URL_TEMPLATE",
         ),
+        (
+            {"STIGG_SUBSCRIPTION_URL_TEMPLATE": "https://app.stigg.io/subscriptions/"},
+            "STIGG_SUBSCRIPTION_URL_TEMPLATE",
+        ),
+        (
+            {"STIGG_SUBSCRIPTION_URL_TEMPLATE": "app.stigg.io/subscriptions/{subscriptionId}"},
+            "STIGG_SUBSCRIPTION_URL_TEMPLATE",
+        ),
+        (
+            # The customer's placeholder is not the subscription's.
+            {"STIGG_SUBSCRIPTION_URL_TEMPLATE": "https://app.stigg.io/subscriptions/{customerId}"},
+            "STIGG_SUBSCRIPTION_URL_TEMPLATE",
+        ),
         ({"STIGG_TIMEOUT_S": "ten"}, "STIGG_TIMEOUT_S"),
         ({"STIGG_TIMEOUT_S": "-1"}, "STIGG_TIMEOUT_S"),
         ({"STIGG_DEADLINE_S": "5", "STIGG_TIMEOUT_S": "10"}, "STIGG_DEADLINE_S"),
@@ -209,6 +222,10 @@ def test_defaults():
 
     assert settings.stigg_api_url == "https://api.stigg.io/graphql"
     assert settings.stigg_customer_url_template == "https://app.stigg.io/customers/{customerId}"
+    assert (
+        settings.stigg_subscription_url_template
+        == "https://app.stigg.io/subscriptions/{subscriptionId}"
+    )
     assert (settings.stigg_timeout_s, settings.stigg_deadline_s) == (10, 25)
     assert settings.idempotency_ttl_s == 24 * 3600
     assert settings.log_retention_days == 90

@@ -114,6 +114,7 @@ def test_every_parameter_maps_to_the_documented_stigg_input(caller, stigg):
     subscription_id = response.json["stiggSubscriptionId"]
     assert response.json == {
         "stiggSubscriptionId": subscription_id,
+        "stiggSubscriptionUrl": f"https://app.stigg.test/env-1/subscriptions/{subscription_id}",
         "stiggCustomerId": "acme",
         "stiggCustomerUrl": "https://app.stigg.test/env-1/customers/acme",
         "status": "SUCCESS",
@@ -219,6 +220,7 @@ def test_payment_required_answers_the_checkout_url(caller, stigg):
     assert response.status_code == 200
     assert response.json == {
         "stiggSubscriptionId": "subscription-plan-pro-x1",
+        "stiggSubscriptionUrl": "https://app.stigg.test/env-1/subscriptions/subscription-plan-pro-x1",
         "stiggCustomerId": ACCOUNT_18,
         "stiggCustomerUrl": f"https://app.stigg.test/env-1/customers/{ACCOUNT_18}",
         "status": "PAYMENT_REQUIRED",
@@ -367,8 +369,10 @@ def test_a_retry_after_a_lost_answer_finds_a_pending_or_scheduled_subscription(
     retry = caller.post(PATH, minimal(), headers=key)
 
     assert retry.status_code == 200
+    subscription_id = stigg.subscriptions[0]["subscriptionId"]
     assert retry.json == {
-        "stiggSubscriptionId": stigg.subscriptions[0]["subscriptionId"],
+        "stiggSubscriptionId": subscription_id,
+        "stiggSubscriptionUrl": f"https://app.stigg.test/env-1/subscriptions/{subscription_id}",
         "stiggCustomerId": ACCOUNT_18,
         "stiggCustomerUrl": f"https://app.stigg.test/env-1/customers/{ACCOUNT_18}",
         "status": status,
@@ -405,3 +409,24 @@ def test_a_lost_answer_not_yet_visible_is_a_retryable_error_not_a_second_provisi
     assert response.json["retryable"] is True
     assert len(stigg.calls_to("ProvisionSubscription")) == 1
     assert stigg.operations[-1] == "CustomerSubscriptions"
+
+
+def test_the_subscription_link_url_encodes_the_id(caller, stigg):
+    stigg.script(
+        "ProvisionSubscription",
+        data(
+            {
+                "id": "sub/with space",
+                "status": "SUCCESS",
+                "checkoutUrl": None,
+                "isScheduled": False,
+                "subscription": {"subscriptionId": "sub/with space", "status": "ACTIVE"},
+            }
+        ),
+    )
+
+    response = caller.post(PATH, minimal())
+
+    assert response.json["stiggSubscriptionUrl"] == (
+        "https://app.stigg.test/env-1/subscriptions/sub%2Fwith%20space"
+    )

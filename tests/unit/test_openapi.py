@@ -71,6 +71,9 @@ def test_operations_are_exactly_the_actions_list(spec):
         ("/v1/actions/create-customer-without-email", "createCustomerWithoutEmail"),
         ("/v1/actions/create-subscription", "createSubscription"),
         ("/v1/actions/create-credit-grant", "createCreditGrant"),
+        ("/v1/actions/update-subscription", "updateSubscription"),
+        ("/v1/actions/cancel-subscription", "cancelSubscription"),
+        ("/v1/actions/trigger-stigg-workflow", "triggerStiggWorkflow"),
     }
     assert {method for _, method, _ in operations(spec)} == {"post"}
 
