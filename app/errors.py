@@ -34,6 +34,14 @@ class ActionError(Exception):
     field_errors: list[FieldError] = field(default_factory=list)
     stigg_error_code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Kept under the Idempotency-Key as this request's final answer, whatever the status
+    # (by default only a 4xx that is not retryable is): for an outcome that resending the
+    # same request must not change by running it again.
+    keep_under_key: bool = False
+
+    @property
+    def final(self) -> bool:
+        return self.keep_under_key or (400 <= self.status < 500 and not self.retryable)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -83,8 +91,10 @@ def workflow_outcome_unknown(cause: ActionError) -> ActionError:
 
     Not retryable: Stigg runs the workflow again on every call and has no way to look a
     run up, so only someone who checked the workflow's runs in Stigg should send it again.
-    Not stored under the Idempotency-Key either (only final answers are): the same key
-    then triggers the workflow again, which is what that person wants.
+    Kept under the Idempotency-Key as the final answer: an automatic retry of the same
+    request (a Flow fault path, a batch, a re-run interview) gets this answer again instead
+    of running the workflow a second time; whoever decides to trigger it again sends a new
+    key.
     """
     return ActionError(
         cause.status,
@@ -92,4 +102,5 @@ def workflow_outcome_unknown(cause: ActionError) -> ActionError:
         "Stigg may have run the workflow but its answer was lost "
         f"({cause.code}); check the workflow's runs in Stigg before triggering it again.",
         stigg_error_code=cause.stigg_error_code,
+        keep_under_key=True,
     )

@@ -63,16 +63,15 @@ class Entry:
         self._finish("replayed", replay.status, _stigg_ids(replay.body))
 
     def failed(self, error: ActionError) -> None:
-        final = 400 <= error.status < 500 and not error.retryable
         self._finish(
-            "rejected" if final else "failed",
+            _failure_outcome(error),
             error.status,
             {
                 "error_code": error.code,
                 "stigg_error_code": error.stigg_error_code,
                 "message": error.message,
             },
-            keep=(error.status, error.body()) if final else None,
+            keep=(error.status, error.body()) if error.final else None,
         )
 
     def crashed(self) -> None:
@@ -247,10 +246,9 @@ class Ledger:
                     connection=connection,
                     **log_fields,
                 )
-                final = 400 <= error.status < 500 and not error.retryable
                 self.store.log.finish(
                     log_id,
-                    outcome="rejected" if final else "failed",
+                    outcome=_failure_outcome(error),
                     http_status=error.status,
                     attempts=0,
                     duration_ms=int((time.monotonic() - started) * 1000),
@@ -261,7 +259,7 @@ class Ledger:
                 )
         except StoreError as store_error:
             log.error("could not log a refused request: %s", store_error)
-        outcome = "rejected" if 400 <= error.status < 500 and not error.retryable else "failed"
+        outcome = _failure_outcome(error)
         metrics.request_finished(
             operation=operation,
             outcome=outcome,
@@ -296,6 +294,11 @@ class Ledger:
             "request_id": current_request_id() or "",
             "correlation_id": correlation_id,
         }
+
+
+def _failure_outcome(error: ActionError) -> str:
+    """`rejected`: a final no (a 4xx sending again cannot change); `failed` otherwise."""
+    return "rejected" if 400 <= error.status < 500 and not error.retryable else "failed"
 
 
 def _refusal(claim) -> ActionError:

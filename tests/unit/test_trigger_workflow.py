@@ -148,10 +148,16 @@ def test_a_run_whose_answer_was_lost_is_not_resent_and_not_retryable(caller, sti
     assert response.json["message"].startswith("Stigg may have run the workflow")
     assert len(stigg.workflow_runs) == 1  # it did run
     assert len(stigg.calls_to("TriggerWorkflow")) == 1
-    # Not a final answer: someone who checked Stigg can send it again under the same key.
+    # A final answer under the key: an automatic retry of the same request replays it
+    # instead of running the workflow again...
     again = caller.post(PATH, {"triggerId": "wf-1"}, headers=key)
-    assert again.status_code == 200
-    assert "Idempotent-Replayed" not in again.headers
+    assert again.status_code == status
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["code"] == "WORKFLOW_OUTCOME_UNKNOWN"
+    assert len(stigg.workflow_runs) == 1
+    # ... and whoever checked Stigg and wants another run sends a new key.
+    new_key = {"Idempotency-Key": key["Idempotency-Key"] + ":again"}
+    assert caller.post(PATH, {"triggerId": "wf-1"}, headers=new_key).status_code == 200
     assert len(stigg.workflow_runs) == 2
 
 
