@@ -304,3 +304,37 @@ def test_apex_derives_a_key_from_record_operation_and_body_hash():
     assert "String.isBlank(result.idempotencyKey)" in add
     sample = f"{SAMPLE_ID}:createSubscription:{'0' * 64}"
     assert len(sample) <= 255 and re.match(IDEMPOTENCY_KEY_PATTERN, sample)
+
+
+def _variable_value(flow_file, name: str) -> str | None:
+    for variable in sfdx.parse(flow_file).findall(NS + "variables"):
+        if text(variable, "name") == name:
+            value = variable.find(NS + "value")
+            return None if value is None else text(value, "stringValue")
+    raise AssertionError(f"{flow_file.name} has no variable {name}")
+
+
+def test_both_templates_send_an_explicit_payment_method_the_spec_accepts():
+    # Issue 12: what a subscription is paid by is the admin's visible choice, not a default.
+    from actions import ACTIONS
+    from app.openapi import build_spec
+
+    schemas = build_spec(ACTIONS, batches=False)["components"]["schemas"]
+    allowed = schemas["CreateSubscriptionRequest"]["properties"]["paymentCollectionMethod"][
+        "enum"
+    ]
+    for flow_file in (sfdx.FLOW_FILE, sfdx.BULK_FLOW_FILE):
+        assert _variable_value(flow_file, "paymentCollectionMethod") == "PAYMENT_METHOD_ON_FILE"
+        assert "PAYMENT_METHOD_ON_FILE" in allowed
+    single = sfdx.parse(sfdx.FLOW_FILE)
+    assigned = {
+        text(item, "assignToReference"): text(item.find(NS + "value"), "elementReference")
+        for item in single.iter(NS + "assignmentItems")
+    }
+    assert assigned["subscriptionRequest.paymentCollectionMethod"] == "paymentCollectionMethod"
+    bulk = sfdx.Flow.load(sfdx.BULK_FLOW_FILE)
+    [action] = _apex_actions(bulk)
+    assert _inputs(action)["paymentCollectionMethod"] == (
+        "elementReference",
+        "paymentCollectionMethod",
+    )

@@ -14,6 +14,9 @@ and a failure reproduces.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import responses
 import schemathesis
@@ -46,7 +49,10 @@ FUZZ_SETTINGS = settings(
 
 
 def _app():
-    app = create_app(BASE_CONFIG)
+    # A database of its own, new every run: never the instance/ file `make run` uses, and
+    # no answer stored by an earlier run (of older code) to be replayed.
+    database = Path(tempfile.mkdtemp(prefix="fuzz-")) / "fuzz.db"
+    app = create_app({**BASE_CONFIG, "DATABASE_URL": f"sqlite:///{database}"})
     # A Stigg retry would sleep for real; the fake never fails, but keep it instant anyway.
     app.extensions["stigg"]._sleep = lambda seconds: None
     return app
