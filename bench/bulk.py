@@ -21,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import secrets
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 import requests
-from run import REPO, RESULTS, Server, start  # bench/run.py: process helpers
+from run import REPO, RESULTS, Server, start, summarise_profile  # bench/run.py
 
 sys.path.insert(0, str(REPO))
 from schemas.salesforce_id import to_18
@@ -44,9 +47,19 @@ READS_PER_WINDOW = 3000
 PER_CUSTOMER_PER_WINDOW = 30
 MUTATIONS_PER_OPPORTUNITY = ("provisionCustomer", "provisionSubscriptionV2")
 TARGET_RATIO = 1.10
+# The longest the bench waits between two looks at a batch (it follows retryAfterSeconds
+# below that), so the wall time is known to within about this much.
+POLL_FLOOR_S = 0.5
 
 
-def bulk_at_limits(*, opportunities: int, window_s: float, workdir: Path) -> dict:
+def bulk_at_limits(
+    *,
+    opportunities: int,
+    window_s: float,
+    workdir: Path,
+    profile_to: Path | None = None,
+    service_env: dict | None = None,
+) -> dict:
     servers: list[Server] = []
     try:
         sandbox = start(
@@ -73,14 +86,33 @@ def bulk_at_limits(*, opportunities: int, window_s: float, workdir: Path) -> dic
                 "STIGG_RATE_LIMIT_READS": str(READS_PER_WINDOW),
                 "STIGG_RATE_LIMIT_PER_CUSTOMER": str(PER_CUSTOMER_PER_WINDOW),
                 "LOG_LEVEL": "WARNING",
+                **(service_env or {}),
             },
             workdir=workdir,
         )
         servers.append(service)
-        return _run(service.base_url, sandbox.base_url, opportunities, window_s)
+        recorder = _py_spy(service, profile_to) if profile_to else None
+        row = _run(service.base_url, sandbox.base_url, opportunities, window_s)
+        if recorder is not None:
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait(timeout=60)
+            row["profile"] = summarise_profile(profile_to)
+        return row
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def _py_spy(service: Server, out: Path) -> subprocess.Popen:
+    """py-spy on every service worker for the whole run (stopped with SIGINT)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "py-spy"], check=True)
+    command = [str(py_spy), "record", "--pid", str(service.process.pid), "--subprocesses"]
+    command += ["--format", "raw", "--rate", "200", "--output", str(out), "--nonblocking"]
+    if os.environ.get("BENCH_PROFILE_GIL"):
+        command.append("--gil")  # only the thread holding the GIL: where the CPU goes
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _run(service_url: str, sandbox_url: str, opportunities: int, window_s: float) -> dict:
@@ -98,19 +130,23 @@ def _run(service_url: str, sandbox_url: str, opportunities: int, window_s: float
         )
         answer.raise_for_status()
         batch_ids.append(answer.json()["batchId"])
+    # Polled as the Salesforce poller does: each batch when its retryAfterSeconds says (at
+    # most every POLL_FLOOR_S here, to see the end to within that).
     polls = 0
     finished: dict[str, dict] = {}
+    due = dict.fromkeys(batch_ids, time.perf_counter() + POLL_FLOOR_S)
     while len(finished) < len(batch_ids):
-        time.sleep(0.25)
-        for batch_id in batch_ids:
-            if batch_id in finished:
-                continue
-            polls += 1
-            document = http.get(
-                f"{service_url}/v1/batches/{batch_id}", headers=headers, timeout=30
-            ).json()
-            if document["status"] == "COMPLETED":
-                finished[batch_id] = document
+        batch_id = min((b for b in batch_ids if b not in finished), key=due.__getitem__)
+        time.sleep(max(0.0, due[batch_id] - time.perf_counter()))
+        polls += 1
+        document = http.get(
+            f"{service_url}/v1/batches/{batch_id}", headers=headers, timeout=30
+        ).json()
+        if document["status"] == "COMPLETED":
+            finished[batch_id] = document
+        else:
+            wait_s = min(document.get("retryAfterSeconds", 1), POLL_FLOOR_S)
+            due[batch_id] = time.perf_counter() + wait_s
     elapsed = time.perf_counter() - began
 
     stats = requests.get(f"{sandbox_url}/_admin/stats", timeout=10).json()
@@ -204,14 +240,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opportunities", type=int, default=1000)
     parser.add_argument("--window", type=float, default=6.0, help="Stigg's window, shrunk")
+    parser.add_argument("--profile", action="store_true", help="py-spy the service workers")
+    parser.add_argument(
+        "--env", action="append", default=[], help="NAME=VALUE for the service (repeatable)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="stigg-bulk-bench-"))
-    row = bulk_at_limits(opportunities=args.opportunities, window_s=args.window, workdir=workdir)
+    row = bulk_at_limits(
+        opportunities=args.opportunities,
+        window_s=args.window,
+        workdir=workdir,
+        profile_to=workdir / "bulk-profile.txt" if args.profile else None,
+        service_env=dict(pair.split("=", 1) for pair in args.env),
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bulk-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.write_text(json.dumps(row, indent=2))
     print()
     print(table(row))
+    if "profile" in row:
+        print("\npy-spy, service workers, own time (all threads, waiting included):")
+        print(*[f"  {share:5.1f}%  {frame}" for frame, share in row["profile"]["own"]], sep="\n")
+        print("inclusive:")
+        inclusive = row["profile"]["inclusive"]
+        print(*[f"  {share:5.1f}%  {frame}" for frame, share in inclusive], sep="\n")
     print(f"\nraw results: {out.relative_to(REPO)}")
     return 0 if row["meets_targets"] else 1
 
