@@ -20,7 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    Integer,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from app.store.errors import database_errors_as_store_error
 from app.store.models import Batch, BatchItem, UTCDateTime, utc_now
@@ -33,6 +45,35 @@ UNFINISHED = ("QUEUED", "RUNNING")
 
 batches = Batch.__table__
 items = BatchItem.__table__
+
+
+def _candidates():
+    """Runnable items, oldest first: QUEUED and due, or RUNNING with a lapsed lease; never
+    one behind an unfinished earlier item of the same entity. Built once (bound params)."""
+    earlier = items.alias("earlier")
+    earlier_unfinished = exists().where(
+        earlier.c.entity_key == items.c.entity_key,
+        earlier.c.id < items.c.id,
+        earlier.c.status.in_(UNFINISHED),
+    )
+    now = bindparam("now", type_=UTCDateTime())
+    runnable = or_(
+        and_(
+            items.c.status == "QUEUED", or_(items.c.not_before.is_(None), items.c.not_before <= now)
+        ),
+        and_(items.c.status == "RUNNING", items.c.lease_until < now),
+    )
+    return (
+        select(items.c.id)
+        .where(runnable, ~earlier_unfinished)
+        .order_by(items.c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+_CANDIDATES = _candidates()
+# PostgreSQL: claimers skip each other's candidate rows instead of waiting for them.
+_CANDIDATES_SKIP_LOCKED = _CANDIDATES.with_for_update(skip_locked=True, of=items)
 
 
 @dataclass(frozen=True)
@@ -125,29 +166,9 @@ class BatchStore:
     def claim(self, *, owner: str, limit: int, lease_s: float) -> list[ClaimedItem]:
         """Take up to `limit` runnable items, oldest first, leased to `owner`."""
         now = self._clock()
-        earlier = items.alias("earlier")
-        earlier_unfinished = exists().where(
-            earlier.c.entity_key == items.c.entity_key,
-            earlier.c.id < items.c.id,
-            earlier.c.status.in_(UNFINISHED),
-        )
-        runnable = or_(
-            and_(
-                items.c.status == "QUEUED",
-                or_(items.c.not_before.is_(None), items.c.not_before <= now),
-            ),
-            and_(items.c.status == "RUNNING", items.c.lease_until < now),
-        )
-        candidates = (
-            select(items.c.id)
-            .where(runnable, ~earlier_unfinished)
-            .order_by(items.c.id)
-            .limit(limit)
-        )
-        if self._engine.dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True, of=items)
+        candidates = _CANDIDATES_SKIP_LOCKED if self.notifies else _CANDIDATES
         with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
-            ids = list(connection.execute(candidates).scalars())
+            ids = list(connection.execute(candidates, {"now": now, "limit": limit}).scalars())
             if not ids:
                 return []
             connection.execute(
