@@ -35,7 +35,7 @@ clean:
 sfdx: $(STAMP)
 	$(BIN)/python -m app.sfdx_registration
 
-# Benchmarks (bench/README.md): not part of `make test`; about 8 minutes (bulk at Stigg's limits
+# Benchmarks (bench/README.md): not part of `make test`; about 14 minutes (bulk at Stigg's limits
 # alone: .venv/bin/python bench/bulk.py); BENCH_ARGS=--profile
 # adds a py-spy profile of the hot path.
 .PHONY: bench
