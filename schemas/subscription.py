@@ -169,7 +169,9 @@ def _refuse_repeats(items: list[dict], key: str, list_name: str) -> None:
         seen.add(item[key])
 
 
-class SubscriptionResult(ResponseSchema):
+class SubscriptionIdentity(ResponseSchema):
+    """What every subscription answer names: the subscription and its customer, with links."""
+
     stiggSubscriptionId = fields.String(
         required=True, metadata={"description": "Stigg subscription ID."}
     )
@@ -180,6 +182,9 @@ class SubscriptionResult(ResponseSchema):
     stiggCustomerUrl = fields.String(
         required=True, metadata={"description": "Deep link to the customer in the Stigg app."}
     )
+
+
+class SubscriptionResult(SubscriptionIdentity):
     status = fields.String(
         required=True,
         metadata={
@@ -339,17 +344,7 @@ class CancelSubscriptionRequest(SubscriptionLookup):
             )
 
 
-class UpdateSubscriptionResult(ResponseSchema):
-    stiggSubscriptionId = fields.String(
-        required=True, metadata={"description": "Stigg subscription ID."}
-    )
-    stiggSubscriptionUrl = fields.String(
-        required=True, metadata={"description": SUBSCRIPTION_URL_DESCRIPTION}
-    )
-    stiggCustomerId = fields.String(required=True, metadata={"description": "Stigg customer ID."})
-    stiggCustomerUrl = fields.String(
-        required=True, metadata={"description": "Deep link to the customer in the Stigg app."}
-    )
+class UpdateSubscriptionResult(SubscriptionIdentity):
     subscriptionStatus = fields.String(
         required=True,
         metadata={"description": "ACTIVE, IN_TRIAL, NOT_STARTED, PAYMENT_PENDING, ..."},
