@@ -14,7 +14,6 @@ def customer_of(request: dict) -> str | None:
     return request.get("stiggCustomerId") or request.get("salesforceAccountId")
 
 
-
 @dataclass(frozen=True)
 class Action:
     operation_id: str

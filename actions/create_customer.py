@@ -7,12 +7,13 @@ present, and an absent email is never sent to Stigg.
 from __future__ import annotations
 
 from actions import customers
+from actions.action import customer_of
 from actions.once import CreationTag
 from app.stigg import StiggSession
 
 
 def run(*, request: dict, stigg: StiggSession, tag: CreationTag | None = None) -> dict:
-    customer_id = request.get("stiggCustomerId") or request["salesforceAccountId"]
+    customer_id = customer_of(request)
     created = customers.upsert(
         stigg=stigg,
         customer_id=customer_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from actions import customers
 from actions import subscription_terms as terms
+from actions.action import customer_of
 from actions.once import CreationTag, create_once
 from actions.pages import find_in_pages
 from actions.subscriptions import subscription_filter
@@ -27,7 +28,7 @@ MAX_LOOKUP_PAGES = 10
 
 
 def run(*, request: dict, stigg: StiggSession, tag: CreationTag) -> dict:
-    customer_id = request.get("stiggCustomerId") or request["salesforceAccountId"]
+    customer_id = customer_of(request)
     # As Stigg's own package does: the customer exists, with what we were told, first.
     customers.upsert(
         stigg=stigg,

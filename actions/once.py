@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from app.stigg import StiggFailure
 
@@ -45,8 +46,9 @@ class CreationTag:
     # an earlier creation before creating.
     look_first: bool
 
-    @property
+    @cached_property
     def digest(self) -> str:
+        # Cached: a look-up compares it with every grant or subscription it pages through.
         parts = (self.caller_key_id, self.operation, self.key, self.fingerprint)
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
 

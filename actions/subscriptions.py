@@ -19,14 +19,10 @@ listing the candidates), rather than a guess.
 
 from __future__ import annotations
 
-import logging
-
 from actions.action import customer_of
 from actions.pages import nodes_in_pages
 from app.errors import subscription_ambiguous, subscription_not_found
 from app.stigg import StiggSession
-
-log = logging.getLogger(__name__)
 
 LIVE_STATUSES = ("ACTIVE", "IN_TRIAL")
 NOT_LIVE_YET_STATUSES = ("NOT_STARTED", "PAYMENT_PENDING")
