@@ -11,7 +11,6 @@ look-up. No Flask in here: the batch worker runs without it.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from actions.action import Action
 from actions.once import CreationTag, key_for_request
 from app.errors import ActionError, FieldError, validation_failed
 from app.ledger import Ledger
-from app.request_context import current_request_id, set_request_id
+from app.request_context import current_request_id, new_request_id
 from app.stigg import StiggClient
 from app.store import fingerprint
 from schemas.base import flatten_messages
@@ -82,7 +81,7 @@ class Executor:
         """Run `operation` for this caller. Never raises for a failure of the request
         itself: every answer, error or not, is an Outcome (a bug is a 500 Outcome, logged)."""
         if current_request_id() is None:
-            set_request_id(uuid.uuid4().hex)
+            new_request_id()
         action = self.actions[operation]
         request = {
             "operation": operation,

@@ -66,11 +66,7 @@ class Entry:
         self._finish(
             _failure_outcome(error),
             error.status,
-            {
-                "error_code": error.code,
-                "stigg_error_code": error.stigg_error_code,
-                "message": error.message,
-            },
+            _error_details(error),
             keep=(error.status, error.body()) if error.final else None,
         )
 
@@ -116,26 +112,7 @@ class Entry:
             # stays claimed until its lock lapses; the retry after that resumes (creations
             # look first).
             log.error("could not record the outcome: %s", error)
-        metrics.request_finished(
-            operation=self.operation,
-            outcome=outcome,
-            status=status,
-            duration_s=duration_s,
-            error_code=details.get("error_code"),
-        )
-        log.info(
-            "provisioning outcome",
-            extra={
-                "operation": self.operation,
-                "outcome": outcome,
-                "status": status,
-                "attempts": self.attempts,
-                "duration_ms": duration_ms,
-                "code": details.get("error_code"),
-                "stigg_error_code": details.get("stigg_error_code"),
-                "stigg_customer_id": details.get("stigg_customer_id"),
-            },
-        )
+        _report(self.operation, outcome, status, duration_s, self.attempts, details)
 
 
 class Ledger:
@@ -252,30 +229,18 @@ class Ledger:
                     http_status=error.status,
                     attempts=0,
                     duration_ms=int((time.monotonic() - started) * 1000),
-                    error_code=error.code,
-                    stigg_error_code=error.stigg_error_code,
-                    message=error.message,
                     connection=connection,
+                    **_error_details(error),
                 )
         except StoreError as store_error:
             log.error("could not log a refused request: %s", store_error)
-        outcome = _failure_outcome(error)
-        metrics.request_finished(
-            operation=operation,
-            outcome=outcome,
-            status=error.status,
-            duration_s=time.monotonic() - started,
-            error_code=error.code,
-        )
-        log.info(
-            "provisioning outcome",
-            extra={
-                "operation": operation,
-                "outcome": outcome,
-                "status": error.status,
-                "attempts": 0,
-                "code": error.code,
-            },
+        _report(
+            operation,
+            _failure_outcome(error),
+            error.status,
+            time.monotonic() - started,
+            0,
+            _error_details(error),
         )
 
     @staticmethod
@@ -294,6 +259,41 @@ class Ledger:
             "request_id": current_request_id() or "",
             "correlation_id": correlation_id,
         }
+
+
+def _error_details(error: ActionError) -> dict:
+    """What the log row keeps of a failure."""
+    return {
+        "error_code": error.code,
+        "stigg_error_code": error.stigg_error_code,
+        "message": error.message,
+    }
+
+
+def _report(
+    operation: str, outcome: str, status: int, duration_s: float, attempts: int, details: dict
+) -> None:
+    """A finished request in the metrics and in its one "provisioning outcome" log line."""
+    metrics.request_finished(
+        operation=operation,
+        outcome=outcome,
+        status=status,
+        duration_s=duration_s,
+        error_code=details.get("error_code"),
+    )
+    log.info(
+        "provisioning outcome",
+        extra={
+            "operation": operation,
+            "outcome": outcome,
+            "status": status,
+            "attempts": attempts,
+            "duration_ms": int(duration_s * 1000),
+            "code": details.get("error_code"),
+            "stigg_error_code": details.get("stigg_error_code"),
+            "stigg_customer_id": details.get("stigg_customer_id"),
+        },
+    )
 
 
 def _failure_outcome(error: ActionError) -> str:
