@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 
-from app.store.errors import database_errors_as_store_error
+from app.store.errors import transaction
 from app.store.models import Batch, BatchItem, UTCDateTime, utc_now
 from app.store.provisioning_log import redact
 
@@ -129,7 +129,7 @@ class BatchStore:
                     "finished_at": now if finished else None,
                 }
             )
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             connection.execute(
                 insert(batches),
                 {
@@ -146,7 +146,7 @@ class BatchStore:
 
     def get(self, batch_id: str) -> tuple[dict, list[dict]] | None:
         """The batch and its items in submission order, or None."""
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             batch = (
                 connection.execute(select(batches).where(batches.c.id == batch_id))
                 .mappings()
@@ -167,7 +167,7 @@ class BatchStore:
         """Take up to `limit` runnable items, oldest first, leased to `owner`."""
         now = self._clock()
         candidates = _CANDIDATES_SKIP_LOCKED if self.notifies else _CANDIDATES
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             ids = list(connection.execute(candidates, {"now": now, "limit": limit}).scalars())
             if not ids:
                 return []
@@ -206,7 +206,7 @@ class BatchStore:
         ids = list(item_ids)
         if not ids:
             return 0
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             return connection.execute(
                 update(items)
                 .where(
@@ -253,7 +253,7 @@ class BatchStore:
         return self._update_leased(item_id, owner, values)
 
     def _update_leased(self, item_id: int, owner: str, values: dict) -> bool:
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             return (
                 connection.execute(
                     update(items)
@@ -269,7 +269,7 @@ class BatchStore:
 
     def next_due(self) -> datetime | None:
         """When a waiting item next becomes runnable (a delayed retry, a lapsing lease)."""
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             retry = connection.execute(
                 select(func.min(items.c.not_before)).where(items.c.status == "QUEUED")
             ).scalar()
@@ -282,7 +282,7 @@ class BatchStore:
     def queue_ahead(self, up_to_item_id: int) -> dict[str, int]:
         """Unfinished items with an id up to `up_to_item_id` (this batch and everything
         queued before it), by operation: what must run before the batch completes."""
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             rows = connection.execute(
                 select(items.c.operation, func.count())
                 .where(items.c.status.in_(UNFINISHED), items.c.id <= up_to_item_id)
@@ -292,7 +292,7 @@ class BatchStore:
 
     def unfinished_counts(self) -> dict[str, int]:
         """How many items are QUEUED and RUNNING (for the metrics: an index range scan)."""
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             rows = connection.execute(
                 select(items.c.status, func.count())
                 .where(items.c.status.in_(UNFINISHED))
@@ -301,7 +301,7 @@ class BatchStore:
         return {status: count for status, count in rows}
 
     def oldest_queued_at(self) -> datetime | None:
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             oldest = connection.execute(
                 select(func.min(items.c.created_at)).where(items.c.status == "QUEUED")
             ).scalar()

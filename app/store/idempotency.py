@@ -328,7 +328,7 @@ class IdempotencyStore:
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete expired records; returns how many. Never deletes a live claim."""
         now = now or self._clock()
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             return connection.execute(
                 delete(records).where(
                     records.c.expires_at <= now,

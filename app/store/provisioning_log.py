@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
-from app.store.errors import database_errors_as_store_error, transaction
+from app.store.errors import transaction
 from app.store.models import LOG_OUTCOMES, ProvisioningLogEntry, utc_now
 
 FINAL_OUTCOMES = tuple(outcome for outcome in LOG_OUTCOMES if outcome != "in_progress")
@@ -194,7 +194,7 @@ class ProvisioningLog:
                     entries.c.salesforce_opportunity_id == salesforce_id,
                 )
             )
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             rows = connection.execute(query.limit(limit)).mappings().all()
         return [dict(row) for row in rows]
 
@@ -214,6 +214,6 @@ class ProvisioningLog:
         query = select(entries).where(condition)
         if newest:
             query = query.order_by(entries.c.id.desc())
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             row = connection.execute(query).mappings().first()
         return dict(row) if row is not None else None

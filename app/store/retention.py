@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
 
 from app.store.batches import CREATE_BATCH_OPERATION, UNFINISHED
-from app.store.errors import database_errors_as_store_error
+from app.store.errors import transaction
 from app.store.models import (
     Batch,
     BatchItem,
@@ -96,7 +96,7 @@ class Retention:
         now = self._clock()
         cutoff = now - timedelta(days=days)
         report = PurgeReport(cutoff=cutoff, dry_run=True)
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             rows = connection.execute(
                 select(entries.c.operation, entries.c.outcome, func.count())
                 .where(self._old_log_row(cutoff, now))
@@ -126,7 +126,7 @@ class Retention:
             self._sleep(pause_s)
         while self._purge_batch_chunk(report, cutoff, now, BATCH_CHUNK) == BATCH_CHUNK:
             self._sleep(pause_s)
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             report.kept_log_rows = self._count_old(connection, cutoff)
         return report
 
@@ -167,7 +167,7 @@ class Retention:
         )
         if self._postgres:
             query = query.with_for_update(skip_locked=True, of=entries)
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             rows = connection.execute(query).all()
             if not rows:
                 return 0
@@ -216,7 +216,7 @@ class Retention:
     def _purge_batch_chunk(
         self, report: PurgeReport, cutoff: datetime, now: datetime, limit: int
     ) -> int:
-        with database_errors_as_store_error(self._engine), self._engine.begin() as connection:
+        with transaction(self._engine) as connection:
             query = (
                 select(batches.c.id)
                 .where(self._old_batch(connection, cutoff, now))
