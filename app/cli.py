@@ -112,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(run=cmd_replay)
 
     args = parser.parse_args(argv)
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except ConfigError as exc:
+        # One line and exit 2, whichever command read the setting: never a traceback.
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_serve(args) -> int:
@@ -140,9 +145,6 @@ def cmd_serve(args) -> int:
         ServiceApplication(
             gunicorn_options(bind=f"{args.host}:{port}", workers=args.workers)
         ).run()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         pass
     finally:
@@ -187,12 +189,8 @@ def cmd_worker(args) -> int:
     from app.runtime import Runtime
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    try:
-        runtime = Runtime.build(_cli_settings())
-        endpoint = _worker_metrics(runtime, port=args.metrics_port)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    runtime = Runtime.build(_cli_settings())
+    endpoint = _worker_metrics(runtime, port=args.metrics_port)
     try:
         wait_until_stopped(BatchWorker(runtime, threads=args.threads))
     finally:
@@ -231,12 +229,8 @@ def cmd_purge(args) -> int:
     from app.retention import describe
     from app.store import StoreError
 
-    try:
-        days = log_retention_days(os.environ)
-        store = _open_store()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    days = log_retention_days(os.environ)
+    store = _open_store()
     try:
         if args.dry_run:
             report = store.retention.preview(days=days)
@@ -252,11 +246,7 @@ def cmd_purge(args) -> int:
 
 
 def cmd_log(args) -> int:
-    try:
-        store = _open_store()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    store = _open_store()
     if args.entry:
         entry = store.log.get(args.entry)
         if entry is None:
@@ -292,11 +282,7 @@ def cmd_replay(args) -> int:
     from app.request_context import new_request_id
     from app.runtime import Runtime
 
-    try:
-        runtime = Runtime.build(_cli_settings())
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    runtime = Runtime.build(_cli_settings())
     log = runtime.store.log
     entry = log.get(args.entry)
     if entry is None:
