@@ -204,7 +204,7 @@ def _worker_metrics(runtime, *, port: int | None):
     (the service on the same machine serves them with its own), else served on
     `port` / METRICS_PORT, else nowhere. Returns the endpoint it started, if any."""
     from app.metrics import MULTIPROC_ENV, MetricsEndpoint
-    from app.runtime import default_database_url
+    from app.runtime import database_url
 
     directory = os.environ.get(MULTIPROC_ENV, "").strip()
     if directory:
@@ -218,7 +218,7 @@ def _worker_metrics(runtime, *, port: int | None):
     return MetricsEndpoint.start(
         host=serving.metrics_host,
         port=port,
-        database_url=runtime.settings.database_url or default_database_url(),
+        database_url=database_url(runtime.settings.database_url),
         multiprocess=False,
     )
 

@@ -4,7 +4,6 @@ command all build one of these from the same settings."""
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,9 @@ from app.stigg import StiggClient
 from app.stigg.rate_limit import RateLimiter
 from app.store import Store, StoreError
 
-log = logging.getLogger(__name__)
-
 # Time kept free, inside IDEMPOTENCY_LOCK_S, for the database work around a batch item.
 BATCH_LOCK_MARGIN_S = 5.0
+
 
 def instance_dir() -> Path:
     """Flask's instance folder for the `app` package (instance/ in a checkout), whichever
@@ -32,16 +30,19 @@ def instance_dir() -> Path:
     return Path(prefix) / "var" / "app-instance"
 
 
-def default_database_url() -> str:
-    """The embedded default: a SQLite file in the instance folder (created if missing)."""
+def database_url(configured: str | None) -> str:
+    """DATABASE_URL when it is set, else the embedded default: a SQLite file in the
+    instance folder (created if missing)."""
+    if configured:
+        return configured
     folder = instance_dir()
     os.makedirs(folder, exist_ok=True)
     return f"sqlite:///{folder / 'stigg-flow-actions.db'}"
 
 
-def open_store(database_url: str | None) -> Store:
+def open_store(configured: str | None) -> Store:
     try:
-        return Store.from_url(database_url or default_database_url())
+        return Store.from_url(database_url(configured))
     except StoreError as exc:
         # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
         raise ConfigError(f"DATABASE_URL: {exc}") from None
@@ -66,7 +67,7 @@ class Runtime:
         # The store first: a bad DATABASE_URL is refused by it, with its message.
         store = open_store(settings.database_url)
         rate_limiter = RateLimiter.from_settings(
-            settings, database_url=settings.database_url or default_database_url()
+            settings, database_url=database_url(settings.database_url)
         )
         stigg = StiggClient(
             api_url=settings.stigg_api_url,

@@ -100,13 +100,13 @@ def on_starting(server) -> None:
     if serving.metrics_port is None:
         return
     from app.metrics import MetricsEndpoint
-    from app.runtime import default_database_url
+    from app.runtime import database_url
 
     try:
         server.metrics_endpoint = MetricsEndpoint.start(
             host=serving.metrics_host,
             port=serving.metrics_port,
-            database_url=load_settings(os.environ).database_url or default_database_url(),
+            database_url=database_url(load_settings(os.environ).database_url),
             multiprocess=True,
         )
     except ConfigError as exc:
