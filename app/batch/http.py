@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import time
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, g, request
 
 from app.auth import authenticate
 from app.batch.documents import batch_status, document, estimate_retry_after_s
 from app.batch.submission import submit
 from app.errors import ActionError
-from app.pipeline import read_idempotency_key, read_json_object
+from app.execution import Outcome
+from app.pipeline import read_idempotency_key, read_json_object, respond
 from app.store import fingerprint
 from app.store.batches import CREATE_BATCH_OPERATION
 
@@ -70,10 +71,8 @@ def create_batch() -> Response:
     )
     if replay is not None:
         if replay.status != 202:
-            return _json(replay.body, replay.status, {"Idempotent-Replayed": "true"})
-        response = _answer(replay.body["batchId"], wait_s=_preferred_wait_s())
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+            return respond(Outcome(replay.status, replay.body, replayed=True))
+        return _answer(replay.body["batchId"], wait_s=_preferred_wait_s(), replayed=True)
     try:
         submitted = submit(
             executor=runtime.executor,
@@ -102,20 +101,28 @@ def get_batch(batch_id: str) -> Response:
     if found is None or found[0]["caller_key_id"] != caller.key_id:
         # Another caller's batch is as good as absent: its existence is not ours to tell.
         raise ActionError(404, "NOT_FOUND", f"No batch {batch_id!r} for this API key.")
-    return _answer(batch_id, wait_s=0, status_when_running=200)
+    return _answer(batch_id, wait_s=0, status_when_running=200, read=found)
 
 
-def _answer(batch_id: str, *, wait_s: float, status_when_running: int = 202) -> Response:
-    """The batch document once every item finished or `wait_s` passed: 200 when complete."""
+def _answer(
+    batch_id: str,
+    *,
+    wait_s: float,
+    status_when_running: int = 202,
+    read: tuple[dict, list[dict]] | None = None,
+    replayed: bool = False,
+) -> Response:
+    """The batch document once every item finished or `wait_s` passed: 200 when complete.
+    `read`: the batch as the caller just read it, answered as it is when there is no wait."""
     runtime = current_app.extensions["runtime"]
+    batches = runtime.store.batches
     deadline = time.monotonic() + wait_s
     pause_s = 0.05
-    while True:
-        batch, rows = runtime.store.batches.get(batch_id)
-        if batch_status(rows) == "COMPLETED" or time.monotonic() >= deadline:
-            break
+    # While waiting, a count; the whole batch (up to BATCH_MAX_ITEMS rows) is read once.
+    while time.monotonic() < deadline and batches.unfinished_in(batch_id):
         time.sleep(min(pause_s, max(0.0, deadline - time.monotonic())))
         pause_s = min(pause_s * 2, 0.5)
+    batch, rows = read if read is not None and not wait_s else batches.get(batch_id)
     retry_after_s = None
     if batch_status(rows) != "COMPLETED":
         retry_after_s = _estimate_retry_after_s(runtime, rows)
@@ -126,7 +133,7 @@ def _answer(batch_id: str, *, wait_s: float, status_when_running: int = 202) -> 
     if wait_s:
         headers["Preference-Applied"] = f"wait={int(wait_s)}"
     status = 200 if retry_after_s is None else status_when_running
-    return _json(body, status, headers)
+    return respond(Outcome(status, body, headers, replayed=replayed))
 
 
 def _estimate_retry_after_s(runtime, rows: list[dict]) -> int:
@@ -143,10 +150,3 @@ def _preferred_wait_s() -> float:
         if matched:
             return min(float(matched.group(1)), cap)
     return 0.0
-
-
-def _json(body: dict, status: int, headers: dict) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(headers)
-    return response

@@ -290,6 +290,16 @@ class BatchStore:
             ).all()
         return {operation: count for operation, count in rows}
 
+    def unfinished_in(self, batch_id: str) -> int:
+        """How many of the batch's items are QUEUED or RUNNING: what a caller waiting for
+        the batch polls (the whole batch is read once, for the answer)."""
+        with transaction(self._engine) as connection:
+            return connection.execute(
+                select(func.count())
+                .select_from(items)
+                .where(items.c.batch_id == batch_id, items.c.status.in_(UNFINISHED))
+            ).scalar_one()
+
     def unfinished_counts(self) -> dict[str, int]:
         """How many items are QUEUED and RUNNING (for the metrics: an index range scan)."""
         with transaction(self._engine) as connection:

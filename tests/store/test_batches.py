@@ -133,6 +133,23 @@ def test_the_queue_ahead_counts_unfinished_items_up_to_a_batch(store):
     assert store.batches.oldest_queued_at() is not None
 
 
+def test_a_batch_counts_its_own_unfinished_items_only(store):
+    store.batches.create(
+        batch_id="b1", caller_key_id="k", new_items=new_items("a", "b", "c", refused_at=(0,))
+    )
+    store.batches.create(batch_id="b2", caller_key_id="k", new_items=new_items("d"))
+    assert store.batches.unfinished_in("b1") == 2
+
+    [first, second, _] = claim(store)  # b1's two runnable items, then b2's
+    assert store.batches.unfinished_in("b1") == 2  # RUNNING is unfinished too
+    finish(store, first)
+    finish(store, second, succeeded=False)
+
+    assert store.batches.unfinished_in("b1") == 0
+    assert store.batches.unfinished_in("b2") == 1
+    assert store.batches.unfinished_in("missing") == 0
+
+
 def test_concurrent_claimers_never_get_the_same_item(store):
     store.batches.create(
         batch_id="b1", caller_key_id="k", new_items=new_items(*[f"c{i}" for i in range(60)])
