@@ -29,7 +29,8 @@ MIN_CALLER_KEY_LENGTH = 16
 _PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "test", "example"}
 # What an HTTP header can carry unchanged: a key with anything else can never match.
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+_WHOLE_NUMBER_DIGITS = 18
+_WHOLE_NUMBER = re.compile(rf"[0-9]{{1,{_WHOLE_NUMBER_DIGITS}}}")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 MIN_BODY_BYTES = 1024
@@ -375,15 +376,25 @@ def _seconds(
     return value
 
 
-def _whole(environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+def _whole(
+    environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
     raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not _WHOLE_NUMBER.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        raise ConfigError(
-            f"{name} must be a whole number from {minimum} to {maximum} (got {raw!r})"
-        )
-    return int(raw)
+    return _whole_value(name, raw, minimum, maximum) if raw else default
+
+
+def _whole_value(name: str, raw: str, minimum: int, maximum: int | None = None) -> int:
+    # The digit bound first: int() of thousands of digits raises, with a traceback.
+    if _WHOLE_NUMBER.fullmatch(raw):
+        value = int(raw)
+        if value >= minimum and (maximum is None or value <= maximum):
+            return value
+    span = (
+        f"of {minimum} or more (at most {_WHOLE_NUMBER_DIGITS} digits)"
+        if maximum is None
+        else f"from {minimum} to {maximum}"
+    )
+    raise ConfigError(f"{name} must be a whole number {span} (got {raw!r})")
 
 
 def _rate_limits(environ: Mapping[str, str]) -> RateLimitSettings:
@@ -392,10 +403,10 @@ def _rate_limits(environ: Mapping[str, str]) -> RateLimitSettings:
         window_s=_seconds(
             environ, "STIGG_RATE_LIMIT_WINDOW_S", DEFAULT_RATE_LIMIT_WINDOW_S, at_most=3600
         ),
-        mutations=_count(environ, "STIGG_RATE_LIMIT_MUTATIONS", DEFAULT_MUTATIONS_PER_WINDOW),
-        reads=_count(environ, "STIGG_RATE_LIMIT_READS", DEFAULT_READS_PER_WINDOW),
-        per_customer=_count(
-            environ, "STIGG_RATE_LIMIT_PER_CUSTOMER", DEFAULT_MUTATIONS_PER_CUSTOMER
+        mutations=_whole(environ, "STIGG_RATE_LIMIT_MUTATIONS", DEFAULT_MUTATIONS_PER_WINDOW, 1),
+        reads=_whole(environ, "STIGG_RATE_LIMIT_READS", DEFAULT_READS_PER_WINDOW, 1),
+        per_customer=_whole(
+            environ, "STIGG_RATE_LIMIT_PER_CUSTOMER", DEFAULT_MUTATIONS_PER_CUSTOMER, 1
         ),
         overrides=_rate_limit_overrides(environ),
     )
@@ -425,19 +436,8 @@ def _rate_limit_overrides(environ: Mapping[str, str]) -> dict[str, int]:
             )
         if field_name in overrides:
             raise ConfigError(f"{name} sets {field_name} twice")
-        overrides[field_name] = _count_value(f"{name} ({field_name})", count)
+        overrides[field_name] = _whole_value(f"{name} ({field_name})", count, 1)
     return overrides
-
-
-def _count(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    return _count_value(name, raw) if raw else default
-
-
-def _count_value(name: str, raw: str) -> int:
-    if not re.fullmatch(r"[0-9]+", raw) or int(raw) == 0:
-        raise ConfigError(f"{name} must be a whole number of calls above 0 (got {raw!r})")
-    return int(raw)
 
 
 _TRUE = {"true", "1", "yes", "on"}

@@ -79,6 +79,9 @@ def test_enabled_spellings(value):
         ({"STIGG_RATE_LIMIT_MUTATIONS": "2.5"}, "STIGG_RATE_LIMIT_MUTATIONS"),
         ({"STIGG_RATE_LIMIT_MUTATIONS": "-3"}, "STIGG_RATE_LIMIT_MUTATIONS"),
         ({"STIGG_RATE_LIMIT_READS": "1e3"}, "STIGG_RATE_LIMIT_READS"),
+        # Past Python's int() digit limit: refused in one line, not a ValueError traceback.
+        ({"STIGG_RATE_LIMIT_READS": "9" * 5000}, "STIGG_RATE_LIMIT_READS"),
+        ({"STIGG_RATE_LIMITS": "creditGrants=" + "9" * 5000}, "STIGG_RATE_LIMITS (creditGrants)"),
         ({"STIGG_RATE_LIMIT_PER_CUSTOMER": "inf"}, "STIGG_RATE_LIMIT_PER_CUSTOMER"),
         ({"STIGG_RATE_LIMIT_PER_CUSTOMER": "thirty"}, "STIGG_RATE_LIMIT_PER_CUSTOMER"),
         ({"STIGG_RATE_LIMITS": "createCreditGrant"}, "STIGG_RATE_LIMITS"),
