@@ -244,19 +244,23 @@ def test_node_elements_have_name_label_and_location(any_flow):
     int(text(flow.start, "locationY"))
 
 
-def test_trigger_is_closed_won_update_draft(template):
-    flow = template
+def opportunity_update_filters(flow) -> list[tuple[str, str, str]]:
+    """Checks the flow is a Draft that runs after an Opportunity is saved by an update
+    that changed it into its criteria; returns its entry filters (field, operator, value)."""
     assert text(flow.root, "processType") == "AutoLaunchedFlow"
     assert text(flow.root, "status") == "Draft"
     assert text(flow.start, "object") == "Opportunity"
     assert text(flow.start, "triggerType") == "RecordAfterSave"
     assert text(flow.start, "recordTriggerType") == "Update"
     assert text(flow.start, "doesRequireRecordChangedToMeetCriteria") == "true"
-    filters = [
+    return [
         (text(f, "field"), text(f, "operator"), text(f.find(NS + "value"), "stringValue"))
         for f in flow.start.findall(NS + "filters")
     ]
-    assert ("StageName", "EqualTo", "Closed Won") in filters
+
+
+def test_trigger_is_closed_won_update_draft(template):
+    assert ("StageName", "EqualTo", "Closed Won") in opportunity_update_filters(template)
 
 
 def test_callouts_run_only_on_the_async_path(record_triggered_template):
@@ -374,18 +378,8 @@ def test_elements_of_one_kind_are_contiguous(any_flow, kind):
 
 
 def test_closed_lost_cancel_starts_on_a_lost_renewal_and_is_a_draft(closed_lost_flow):
-    flow = closed_lost_flow
-    assert text(flow.root, "processType") == "AutoLaunchedFlow"
-    assert text(flow.root, "status") == "Draft"
-    assert text(flow.start, "object") == "Opportunity"
-    assert text(flow.start, "triggerType") == "RecordAfterSave"
-    assert text(flow.start, "recordTriggerType") == "Update"
-    assert text(flow.start, "doesRequireRecordChangedToMeetCriteria") == "true"
-    assert text(flow.start, "filterLogic") == "and"
-    filters = [
-        (text(f, "field"), text(f, "operator"), text(f.find(NS + "value"), "stringValue"))
-        for f in flow.start.findall(NS + "filters")
-    ]
+    filters = opportunity_update_filters(closed_lost_flow)
+    assert text(closed_lost_flow.start, "filterLogic") == "and"
     assert filters == [("StageName", "EqualTo", "Closed Lost"), ("Type", "EqualTo", "Renewal")]
 
 
