@@ -39,8 +39,23 @@ def wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float = 2
     raise RuntimeError(f"{url} did not become healthy in {timeout_s} s")
 
 
+def stop(process: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout_s: float = 10) -> None:
+    """Send `sig` to the process's group, and SIGKILL when it has not exited in
+    `timeout_s`. Nothing when it has exited already (a test may have killed it)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
-def running(command: list[str], *, health_url: str, env: dict | None = None, log_path=None):
+def spawned(command: list[str], *, env: dict | None = None, log_path=None, stop_timeout_s=10):
+    """`command` from the repository root in a session of its own (stderr appended to
+    `log_path`), stopped on exit."""
     log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         command,
@@ -50,18 +65,18 @@ def running(command: list[str], *, health_url: str, env: dict | None = None, log
         stderr=log_file,
     )
     try:
-        wait_until_healthy(health_url, process)
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process, timeout_s=stop_timeout_s)
         if log_file:
             log_file.close()
+
+
+@contextmanager
+def running(command: list[str], *, health_url: str, env: dict | None = None, log_path=None):
+    with spawned(command, env=env, log_path=log_path) as process:
+        wait_until_healthy(health_url, process)
+        yield process
 
 
 class SandboxControl:
@@ -134,29 +149,12 @@ def service_process(env: dict, *, workers: int = 2, threads: int = 8, log_path=N
 def worker_process(env: dict, *, log_path=None):
     """`stigg-flow-actions worker`: runs batch items, answers no HTTP. Stopped (SIGTERM)
     on exit unless the test killed it first."""
-    log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
-        cwd=REPO,
-        env={**os.environ, **env},
-        start_new_session=True,
-        stderr=log_file,
-    )
-    try:
+    command = [sys.executable, "-m", "app.cli", "worker"]
+    with spawned(command, env=env, log_path=log_path, stop_timeout_s=15) as process:
         time.sleep(0.5)
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited with {process.returncode} at start-up")
         yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if log_file:
-            log_file.close()
 
 
 def gunicorn_workers(master_pid: int) -> list[int]:

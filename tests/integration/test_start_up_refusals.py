@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import CALLER_KEY
-from tests.integration.servers import REPO, free_port, wait_until_healthy
+from tests.integration.servers import REPO, free_port, stop, wait_until_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -208,12 +208,7 @@ def started(command: list[str], env: dict, port: int):
         wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process, timeout_s=RUN_AT_MOST_S)
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process, sig=signal.SIGINT, timeout_s=15)
 
 
 @pytest.mark.parametrize("how", sorted(COMMANDS))
