@@ -194,6 +194,8 @@ def cmd_worker(args) -> int:
     try:
         wait_until_stopped(BatchWorker(runtime, threads=args.threads))
     finally:
+        # The last items' outcomes (app/store/deferred.py).
+        runtime.store.close()
         if endpoint is not None:
             endpoint.stop()
     return 0
@@ -278,11 +280,19 @@ def cmd_replay(args) -> int:
     sent without one, the key that stands for its request ID), so a second run replays the
     first's answer and a creation the original made is found by its tag, not made again.
     """
-    from actions.once import key_for_request
-    from app.request_context import new_request_id
     from app.runtime import Runtime
 
     runtime = Runtime.build(_cli_settings())
+    try:
+        return _replay(args, runtime)
+    finally:
+        runtime.store.close()  # commits the replay's outcome (app/store/deferred.py)
+
+
+def _replay(args, runtime) -> int:
+    from actions.once import key_for_request
+    from app.request_context import new_request_id
+
     log = runtime.store.log
     entry = log.get(args.entry)
     if entry is None:

@@ -42,6 +42,8 @@ DEFAULT_REQUEST_READ_TIMEOUT_S = 5.0
 MAX_REQUEST_READ_TIMEOUT_S = 60.0
 DEFAULT_LOG_RETENTION_DAYS = 90
 MAX_LOG_RETENTION_DAYS = 36500
+DEFAULT_OUTCOME_WRITE_DELAY_MS = 10
+MAX_OUTCOME_WRITE_DELAY_MS = 1000
 # Metrics are served on a port of their own, on loopback unless METRICS_HOST says otherwise.
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
@@ -117,6 +119,9 @@ class Settings:
     log_level: str = "INFO"
     # LOG_RETENTION_DAYS: finished provisioning-log rows and batches older than this go.
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    # OUTCOME_WRITE_DELAY_MS: how long a request's outcome may follow its answer before it
+    # is committed (app/store/deferred.py); 0 commits it before answering.
+    outcome_write_delay_ms: int = DEFAULT_OUTCOME_WRITE_DELAY_MS
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     # May carry a password: never logged.
     redis_url: str | None = field(default=None, repr=False)
@@ -204,6 +209,13 @@ def load_settings(environ: Mapping[str, str], *, serving: bool = True) -> Settin
         batch=_batch_settings(environ),
         log_level=_log_level(environ),
         log_retention_days=log_retention_days(environ),
+        outcome_write_delay_ms=_whole(
+            environ,
+            "OUTCOME_WRITE_DELAY_MS",
+            DEFAULT_OUTCOME_WRITE_DELAY_MS,
+            0,
+            MAX_OUTCOME_WRITE_DELAY_MS,
+        ),
         rate_limits=_rate_limits(environ),
         redis_url=_redis_url(environ),
     )

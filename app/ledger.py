@@ -29,6 +29,13 @@ from schemas.salesforce_id import InvalidSalesforceId, to_18
 
 log = logging.getLogger(__name__)
 
+# How long a repeat waits for a claim still in progress to settle before it is told 409
+# REQUEST_IN_PROGRESS: an answered request's outcome is committed within one delay
+# (OUTCOME_WRITE_DELAY_MS) plus the commit itself; two, plus a margin, covers a busy one.
+OUTCOME_SETTLE_DELAYS = 2
+OUTCOME_SETTLE_MARGIN_S = 0.05
+OUTCOME_SETTLE_POLL_S = 0.005
+
 # An Opportunity ID mentioned in a free-text field ("Closed Won 006D000000CkYtr").
 _OPPORTUNITY_ID_IN_TEXT = re.compile(r"\b006[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?\b")
 
@@ -84,29 +91,37 @@ class Entry:
             return
         self.finished = True
         duration_s = time.monotonic() - self.started
-        duration_ms = int(duration_s * 1000)
-        store = self.ledger.store
-        try:
-            with store.transaction() as connection:
-                if self.record_id is not None and keep is not None:
-                    store.idempotency.complete(
-                        self.record_id,
-                        status=keep[0],
-                        body=keep[1],
-                        ttl_s=self.ledger.ttl_s,
-                        connection=connection,
-                    )
-                elif self.record_id is not None and outcome != "replayed":
-                    store.idempotency.release(self.record_id, connection=connection)
-                store.log.finish(
-                    self.log_id,
-                    outcome=outcome,
-                    http_status=status,
-                    attempts=self.attempts,
-                    duration_ms=duration_ms,
+        ledger = self.ledger
+        record_id = self.record_id
+        answered_at = ledger.store.clock()
+        log_finish = {
+            "outcome": outcome,
+            "http_status": status,
+            "attempts": self.attempts,
+            "duration_ms": int(duration_s * 1000),
+            **details,
+        }
+
+        def write(connection) -> None:
+            store = ledger.store
+            if record_id is not None and keep is not None:
+                store.idempotency.complete(
+                    record_id,
+                    status=keep[0],
+                    body=keep[1],
+                    ttl_s=ledger.ttl_s,
                     connection=connection,
-                    **details,
+                    answered_at=answered_at,
                 )
+            elif record_id is not None and outcome != "replayed":
+                store.idempotency.release(record_id, connection=connection)
+            store.log.finish(
+                self.log_id, connection=connection, finished_at=answered_at, **log_finish
+            )
+
+        try:
+            # Committed after the answer when OUTCOME_WRITE_DELAY_MS > 0 (app/store/deferred.py).
+            ledger.store.deferred.add(write)
         except StoreError as error:
             # The answer still goes out. The log row stays in_progress and a claimed key
             # stays claimed until its lock lapses; the retry after that resumes (creations
@@ -155,7 +170,7 @@ class Ledger:
                 "ttl_s": self.ttl_s,
             }
         try:
-            with self.store.transaction() as connection:
+            with self.store.deferred.transaction() as connection:
                 log_id = self.store.log.start(
                     payload=payload,
                     replay_of=replay_of,
@@ -176,7 +191,7 @@ class Ledger:
         if claim is None:
             # The key exists: replay, refuse, or take over a dead request's claim.
             try:
-                claim = self.store.idempotency.claim(**claim_args)
+                claim = self._claim_existing(claim_args)
             except StoreError as error:
                 failure = store_unavailable(error)
                 entry.failed(failure)
@@ -195,6 +210,21 @@ class Ledger:
         refusal = _refusal(claim)
         entry.failed(refusal)
         raise refusal
+
+    def _claim_existing(self, claim_args: dict):
+        """The existing key's claim. One still in progress is asked again for a moment:
+        another process may have answered it already and not yet committed the answer
+        (app/store/deferred.py), and a repeat of an answered request should replay it,
+        not be told to wait."""
+        claim = self.store.idempotency.claim(**claim_args)
+        delay_s = self.store.deferred.delay_s
+        if delay_s <= 0:
+            return claim
+        deadline = time.monotonic() + delay_s * OUTCOME_SETTLE_DELAYS + OUTCOME_SETTLE_MARGIN_S
+        while isinstance(claim, InProgress) and time.monotonic() < deadline:
+            time.sleep(OUTCOME_SETTLE_POLL_S)
+            claim = self.store.idempotency.claim(**claim_args)
+        return claim
 
     def refuse(
         self,
@@ -215,7 +245,7 @@ class Ledger:
             operation, caller_key_id, idempotency_key, payload, correlation_id
         )
         try:
-            with self.store.transaction() as connection:
+            with self.store.deferred.transaction() as connection:
                 log_id = self.store.log.start(
                     payload=payload,
                     replay_of=replay_of,

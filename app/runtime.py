@@ -40,9 +40,9 @@ def database_url(configured: str | None) -> str:
     return f"sqlite:///{folder / 'stigg-flow-actions.db'}"
 
 
-def open_store(configured: str | None) -> Store:
+def open_store(configured: str | None, *, outcome_delay_s: float = 0.0) -> Store:
     try:
-        return Store.from_url(database_url(configured))
+        return Store.from_url(database_url(configured), outcome_delay_s=outcome_delay_s)
     except StoreError as exc:
         # Same one-line refusal as a bad setting: the operator must fix DATABASE_URL.
         raise ConfigError(f"DATABASE_URL: {exc}") from None
@@ -65,7 +65,9 @@ class Runtime:
         from actions import ACTIONS
 
         # The store first: a bad DATABASE_URL is refused by it, with its message.
-        store = open_store(settings.database_url)
+        store = open_store(
+            settings.database_url, outcome_delay_s=settings.outcome_write_delay_ms / 1000
+        )
         rate_limiter = RateLimiter.from_settings(
             settings, database_url=database_url(settings.database_url)
         )

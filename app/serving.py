@@ -146,6 +146,10 @@ def on_worker_exit(server, worker) -> None:
     if batch_worker is not None:
         batch_worker.stop()
         batch_worker.join(timeout_s=10)
+    store = _extension(flask_app, "store")
+    if store is not None:
+        # The last requests' outcomes (app/store/deferred.py), after the batch items'.
+        store.deferred.close()
 
 
 def start_embedded_batch_worker(flask_app) -> None:

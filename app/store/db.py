@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from app.store.batches import BatchStore
+from app.store.deferred import DeferredWrites
 from app.store.errors import StoreError, describe, first_line, transaction
 from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
@@ -215,10 +216,20 @@ class Store:
         entry_id = store.log.start(...)
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        outcome_delay_s: float = 0.0,
+    ) -> None:
         self.engine = engine
-        self.idempotency = IdempotencyStore(engine, clock=clock)
-        self.log = ProvisioningLog(engine, clock=clock)
+        self.clock = clock
+        # Outcomes committed after the answer (OUTCOME_WRITE_DELAY_MS); reads in this
+        # process flush them first, so it always sees its own writes.
+        self.deferred = DeferredWrites(engine, delay_s=outcome_delay_s)
+        self.idempotency = IdempotencyStore(engine, clock=clock, before_read=self.deferred.flush)
+        self.log = ProvisioningLog(engine, clock=clock, before_read=self.deferred.flush)
         self.batches = BatchStore(engine, clock=clock)
         self.retention = Retention(engine, clock=clock)
 
@@ -230,6 +241,7 @@ class Store:
         run_migrations: bool = True,
         clock: Callable[[], datetime] = utc_now,
         engine_options: dict[str, Any] | None = None,
+        outcome_delay_s: float = 0.0,
     ) -> Store:
         """A store on ``url``, migrated to head unless ``run_migrations`` is false.
 
@@ -245,7 +257,7 @@ class Store:
             raise StoreError(
                 f"database at {describe(url)}: its driver is not installed ({error.name})"
             ) from None
-        store = cls(engine, clock=clock)
+        store = cls(engine, clock=clock, outcome_delay_s=outcome_delay_s)
         if run_migrations:
             try:
                 migrate(store.engine)
@@ -269,4 +281,5 @@ class Store:
             raise StoreError(f"{where}: schema at {found!r}, expected {head_revision()!r}")
 
     def close(self) -> None:
+        self.deferred.close()
         self.engine.dispose()

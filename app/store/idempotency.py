@@ -129,9 +129,18 @@ class IdempotencyStore:
     by all threads of a process. Database failures raise ``StoreError``.
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        before_read: Callable[[], None] = lambda: None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        # Commits this process's deferred outcomes (app/store/deferred.py), so a repeat
+        # of a request it just answered finds the answer kept.
+        self._before_read = before_read
 
     def claim(
         self,
@@ -155,6 +164,7 @@ class IdempotencyStore:
             records.c.operation == operation,
             records.c.idempotency_key == key,
         )
+        self._before_read()
         with database_errors_as_store_error(self._engine):
             for _ in range(MAX_CLAIM_ROUNDS):
                 fresh = self._fresh_claim(
@@ -296,13 +306,15 @@ class IdempotencyStore:
         body: Any,
         ttl_s: float = DEFAULT_TTL_S,
         connection: Connection | None = None,
+        answered_at: datetime | None = None,
     ) -> bool:
         """Store the final outcome (a success or a non-retryable rejection) for replays.
+        It is kept for ``ttl_s`` from ``answered_at`` (default: now).
 
         Returns False if this claim was lost (taken over after its lock lapsed); the
         caller still answers its own request, but the stored answer is the other one's.
         """
-        now = self._clock()
+        now = answered_at or self._clock()
         with transaction(self._engine, connection) as connection:
             stored = connection.execute(
                 _COMPLETE,

@@ -80,9 +80,17 @@ def _is_secret_key(key: Any) -> bool:
 class ProvisioningLog:
     """The ``provisioning_log`` table. Thread-safe; database failures raise ``StoreError``."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        before_read: Callable[[], None] = lambda: None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        # Commits this process's deferred outcomes first (app/store/deferred.py).
+        self._before_read = before_read
 
     def start(
         self,
@@ -145,8 +153,10 @@ class ProvisioningLog:
         stigg_subscription_id: str | None = None,
         stigg_credit_grant_id: str | None = None,
         connection: Connection | None = None,
+        finished_at: datetime | None = None,
     ) -> bool:
-        """Record how the request ended; returns False if there is no such entry.
+        """Record how the request ended (at ``finished_at``, default now); returns False if
+        there is no such entry.
 
         ``outcome``: succeeded, rejected (a final no), failed (may succeed if replayed) or
         replayed (answered from the idempotency store).
@@ -168,7 +178,7 @@ class ProvisioningLog:
                     "stigg_credit_grant_id": stigg_credit_grant_id,
                     "attempts": attempts,
                     "duration_ms": duration_ms,
-                    "finished_at": self._clock(),
+                    "finished_at": finished_at or self._clock(),
                 },
             ).rowcount
         return updated == 1
@@ -194,6 +204,7 @@ class ProvisioningLog:
                     entries.c.salesforce_opportunity_id == salesforce_id,
                 )
             )
+        self._before_read()
         with transaction(self._engine) as connection:
             rows = connection.execute(query.limit(limit)).mappings().all()
         return [dict(row) for row in rows]
@@ -214,6 +225,7 @@ class ProvisioningLog:
         query = select(entries).where(condition)
         if newest:
             query = query.order_by(entries.c.id.desc())
+        self._before_read()
         with transaction(self._engine) as connection:
             row = connection.execute(query).mappings().first()
         return dict(row) if row is not None else None

@@ -5,6 +5,7 @@ import requests
 
 from app.store import Store
 from tests.integration.servers import STIGG_KEY, sandbox_process, service_process
+from tests.integration.settled import SettledLog
 
 CALLER_KEY = "integration-caller-key-0123456789"
 # The deadline is short so that "Stigg is too slow" tests finish quickly.
@@ -75,7 +76,8 @@ def service(service_url) -> Service:
 
 @pytest.fixture(scope="session")
 def service_log(service_url, service_database_url):
-    """The running service's provisioning log, read from its database."""
+    """The running service's provisioning log, read from its database (once outcomes have
+    arrived: they follow the answers)."""
     store = Store.from_url(service_database_url, run_migrations=False)
-    yield store.log
+    yield SettledLog(store.log)
     store.close()

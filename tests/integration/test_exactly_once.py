@@ -15,6 +15,7 @@ import requests
 from app.store import Store
 from tests.integration.conftest import CALLER_KEY
 from tests.integration.servers import service_process
+from tests.integration.settled import SettledLog
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +155,10 @@ def test_a_worker_killed_mid_request_is_resumed_without_a_second_grant(sandbox, 
     assert sandbox.stats()["executed"]["createCreditGrant"] == 1
 
     store = Store.from_url(database_url, run_migrations=False)
-    outcomes = [entry["outcome"] for entry in store.log.list(operation="createCreditGrant")]
+    entries = SettledLog(store.log).list(
+        operation="createCreditGrant", until=lambda rows: rows[0]["outcome"] != "in_progress"
+    )
+    outcomes = [entry["outcome"] for entry in entries]
     store.close()
     assert outcomes[-1] == "in_progress"  # the killed request, visible as such
     assert outcomes[0] == "succeeded"

@@ -74,6 +74,10 @@ def settings_with(**changes):
         ({"LOG_RETENTION_DAYS": "7.5"}, "LOG_RETENTION_DAYS"),
         ({"LOG_RETENTION_DAYS": "forever"}, "LOG_RETENTION_DAYS"),
         ({"LOG_RETENTION_DAYS": "36501"}, "LOG_RETENTION_DAYS"),
+        ({"OUTCOME_WRITE_DELAY_MS": "-1"}, "OUTCOME_WRITE_DELAY_MS"),
+        ({"OUTCOME_WRITE_DELAY_MS": "2.5"}, "OUTCOME_WRITE_DELAY_MS"),
+        ({"OUTCOME_WRITE_DELAY_MS": "1001"}, "OUTCOME_WRITE_DELAY_MS"),
+        ({"OUTCOME_WRITE_DELAY_MS": "soon"}, "OUTCOME_WRITE_DELAY_MS"),
     ],
 )
 def test_bad_settings_stop_start_up_naming_the_setting(changes, named):
@@ -94,6 +98,9 @@ def test_bad_settings_stop_start_up_naming_the_setting(changes, named):
         ({"LOG_LEVEL": ""}, {"log_level": "INFO"}),
         ({"MAX_BODY_BYTES": "1024"}, {"max_body_bytes": 1024}),
         ({"LOG_RETENTION_DAYS": "30"}, {"log_retention_days": 30}),
+        ({}, {"outcome_write_delay_ms": 10}),
+        ({"OUTCOME_WRITE_DELAY_MS": "0"}, {"outcome_write_delay_ms": 0}),
+        ({"OUTCOME_WRITE_DELAY_MS": "250"}, {"outcome_write_delay_ms": 250}),
         ({"MAX_BODY_BYTES": "1048576"}, {"max_body_bytes": 1048576}),
         ({"IDEMPOTENCY_TTL_S": "3"}, {"idempotency_ttl_s": 3}),
         ({"IDEMPOTENCY_LOCK_S": "20.5"}, {"idempotency_lock_s": 20.5}),

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
+from app.store import Store
 from tests.conftest import ACCOUNT_18, BASE_CONFIG, PROMOTIONAL_GRANT, ROTATED_CALLER_KEY, Caller
 from tests.fakes import Reply, graphql_error
 
@@ -259,3 +260,27 @@ def test_an_unreachable_database_stops_start_up_with_one_line():
 
     with pytest.raises(ConfigError, match=r"^DATABASE_URL: database at"):
         create_app({**BASE_CONFIG, "DATABASE_URL": "sqlite:////nonexistent-dir/x/y.db"})
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "seen_at_once"), [("0", "succeeded"), ("1000", "in_progress")]
+)
+def test_the_outcome_follows_the_answer_by_at_most_outcome_write_delay_ms(
+    database_url, stigg, delay_ms, seen_at_once
+):
+    app = create_app(
+        {**BASE_CONFIG, "DATABASE_URL": database_url, "OUTCOME_WRITE_DELAY_MS": delay_ms}
+    )
+    store = app.extensions["store"]
+    other = Store.from_url(database_url)  # another worker process, or the `log` command
+    try:
+        answer = Caller(app.test_client()).post(GRANT_PATH, GRANT, headers=KEY)
+        assert answer.status_code == 200
+        request_id = answer.json.get("requestId") or answer.headers["X-Request-Id"]
+
+        assert other.log.get(request_id)["outcome"] == seen_at_once
+        store.deferred.close()  # what a stopping worker does
+        assert other.log.get(request_id)["outcome"] == "succeeded"
+    finally:
+        store.close()
+        other.close()

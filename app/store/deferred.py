@@ -1,0 +1,154 @@
+"""Writes that need not hold up an answer: a finished request's outcome.
+
+A request's log row must be committed before any work (so a crash mid-way leaves it
+visible and replayable), but its outcome can follow the answer by a few milliseconds: if
+the process dies in between, the row simply stays `in_progress`, exactly as if it had died
+mid-request, and the machinery for that case (a claim that lapses, a retry or `replay`
+whose create-once look-up finds what was created) already makes it safe.
+
+Deferred writes ride along the next write transaction this process opens for a request
+(`transaction()`: one commit for the new request's row and the last ones' outcomes instead
+of one each), and a background thread commits whatever no request picked up within
+`delay_s`. `flush()` commits them at once: reads of the log and the idempotency records in
+this process call it first, and so does a worker that is stopping.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+
+from app.store.errors import StoreError, transaction
+
+log = logging.getLogger(__name__)
+
+# One deferred write: statements run on the connection of a transaction it did not open.
+Write = Callable[[Connection], object]
+
+# After a failed background commit (the database is down), wait this long before the next.
+RETRY_AFTER_FAILURE_S = 1.0
+
+
+class DeferredWrites:
+    """Thread-safe. With `delay_s` 0 nothing is deferred: `add` writes at once."""
+
+    def __init__(self, engine: Engine, *, delay_s: float) -> None:
+        self._engine = engine
+        self.delay_s = delay_s
+        self._pending: list[Write] = []
+        self._lock = threading.Lock()
+        # Held while flush() commits, so a flush that finds nothing pending returns only
+        # once the background thread's commit in progress is done.
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._flusher_pid: int | None = None
+        self._closed = False
+
+    def add(self, write: Write) -> None:
+        """Commit `write` soon: with the next request's transaction, or within delay_s.
+        Raises StoreError only when nothing is deferred (delay_s 0) and the write fails."""
+        if self.delay_s <= 0 or self._closed:
+            with transaction(self._engine) as connection:
+                write(connection)
+            return
+        with self._lock:
+            self._pending.append(write)
+            self._start_flusher()
+        self._wake.set()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction that first applies the pending writes, committed with it.
+
+        If it fails, they go back to the queue for the background thread, which commits
+        them on their own (so a write that cannot be committed never fails another
+        request twice)."""
+        with self._lock:
+            taken, self._pending = self._pending, []
+        try:
+            with transaction(self._engine) as connection:
+                for write in taken:
+                    write(connection)
+                yield connection
+        except BaseException:
+            if taken:
+                self._requeue(taken)
+            raise
+
+    def flush(self) -> None:
+        """Commit every pending write now. Raises StoreError if the database is down (they
+        stay queued)."""
+        with self._flushing:
+            with self._lock:
+                taken, self._pending = self._pending, []
+            if taken:
+                self._commit(taken)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        """Commit what is pending and write anything added later at once (a stopping
+        process). A database that is down loses the pending outcomes (logged): their rows
+        stay `in_progress`, as after a crash."""
+        self._closed = True
+        self._wake.set()
+        try:
+            self.flush()
+        except StoreError as error:
+            log.error("could not record %d request outcome(s) at exit: %s", self.pending(), error)
+
+    def _commit(self, writes: list[Write]) -> None:
+        """One transaction for all of them. If one of them is refused by the database (a
+        bug, not an outage), each is retried alone and the refused one is dropped."""
+        try:
+            with transaction(self._engine) as connection:
+                for write in writes:
+                    write(connection)
+        except StoreError:
+            self._requeue(writes)
+            raise
+        except Exception:
+            if len(writes) == 1:
+                log.exception("a request outcome could not be recorded; its row stays in_progress")
+                return
+            for write in writes:
+                self._commit([write])
+
+    def _requeue(self, writes: list[Write]) -> None:
+        with self._lock:
+            self._pending[:0] = writes
+            self._start_flusher()
+        self._wake.set()
+
+    def _start_flusher(self) -> None:
+        # Called with the lock held. Per process: a thread does not survive gunicorn's fork.
+        if self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+        threading.Thread(target=self._run, name="deferred-writes", daemon=True).start()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            # Give the next request a chance to carry them in its own transaction.
+            time.sleep(self.delay_s)
+            try:
+                self.flush()
+            except StoreError as error:
+                log.error("could not record request outcomes, will retry: %s", error)
+                time.sleep(RETRY_AFTER_FAILURE_S)
+                self._wake.set()
+            except Exception:
+                log.exception("deferred writes")
