@@ -14,6 +14,7 @@ from actions import (
     update_subscription,
 )
 from actions.action import Action
+from app.errors import workflow_interrupted
 from schemas.credit_grant import CreateCreditGrantRequest, CreditGrantResult
 from schemas.customer import (
     CreateCustomerWithEmailRequest,
@@ -163,6 +164,7 @@ ACTIONS = [
         request_schema=TriggerWorkflowRequest,
         response_schema=TriggerWorkflowResult,
         handler=trigger_workflow.run,
+        interrupted=workflow_interrupted,
         stigg_mutations=("triggerWorkflow",),
         # The payload may name anything; the request names no customer to order by.
         entity=lambda request: None,

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from marshmallow import Schema
+
+if TYPE_CHECKING:
+    from app.errors import ActionError
 
 
 def customer_of(request: dict) -> str | None:
@@ -34,3 +38,7 @@ class Action:
     # The Stigg customer a loaded request touches, or None: a batch runs the items of one
     # customer one at a time, in submission order.
     entity: Callable[[dict], str | None] = customer_of
+    # For an action Stigg gives no way to look up (a workflow run): the answer to a request
+    # whose earlier attempt died without recording an outcome, instead of running again.
+    # None: the action runs again, its look-ups finding what the dead attempt created.
+    interrupted: Callable[[], ActionError] | None = None

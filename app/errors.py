@@ -86,6 +86,19 @@ def subscription_ambiguous(message: str) -> ActionError:
     return ActionError(422, "SUBSCRIPTION_AMBIGUOUS", message)
 
 
+def workflow_interrupted() -> ActionError:
+    """An earlier attempt under this Idempotency-Key died (its claim lapsed) before it
+    recorded an outcome: it may have triggered the workflow. Same answer as a lost one."""
+    return ActionError(
+        503,
+        "WORKFLOW_OUTCOME_UNKNOWN",
+        "An earlier attempt with this Idempotency-Key stopped before recording its outcome, "
+        "so Stigg may have run the workflow; check the workflow's runs in Stigg before "
+        "triggering it again.",
+        keep_under_key=True,
+    )
+
+
 def workflow_outcome_unknown(cause: ActionError) -> ActionError:
     """triggerWorkflow may have run: Stigg got the call, its answer did not come back.
 

@@ -106,6 +106,11 @@ class Executor:
             return Outcome.of_error(error)
         if replay is not None:
             return Outcome(replay.status, replay.body, replayed=True)
+        if entry.resumed and action.interrupted is not None:
+            # The dead attempt may have reached Stigg, and nothing can tell (actions/action.py).
+            error = action.interrupted()
+            entry.failed(error)
+            return Outcome.of_error(error)
         stigg = None
         try:
             tag = CreationTag(

@@ -8,6 +8,8 @@ import pytest
 import requests
 
 from actions import ACTIONS
+from app.execution import canonical
+from app.store import Claimed, fingerprint
 from tests.fakes import Lost, Reply, data, graphql_error, refused
 
 PATH = "trigger-stigg-workflow"
@@ -193,3 +195,42 @@ def test_the_action_is_one_mutation_of_no_customer():
     assert action.stigg_mutations == ("triggerWorkflow",)
     assert action.entity(loaded) is None
     assert json.dumps(loaded["payloadJson"]) == '{"customerId": "001D000000IqhSLIAZ", "seats": 12}'
+
+
+def test_a_request_whose_earlier_attempt_died_is_not_run_again(app, caller, stigg):
+    # A worker claimed the key, may have triggered the workflow, and died before recording
+    # its outcome; once its claim lapses, the retry must not run the workflow a second time.
+    body = {"triggerId": "wf-1"}
+    key = f"opp-1:triggerStiggWorkflow:died:{uuid.uuid4().hex}"
+    runtime = app.extensions["runtime"]
+    loaded = runtime.executor.load("triggerStiggWorkflow", body)
+    dead = app.extensions["store"].idempotency.claim(
+        caller_key_id=app.extensions["settings"].caller_keys[0].key_id,
+        operation="triggerStiggWorkflow",
+        key=key,
+        fingerprint=fingerprint(canonical(loaded)),
+        request_id="the-dead-attempt",
+        lock_s=0,  # lapsed at once
+    )
+    assert isinstance(dead, Claimed)
+
+    response = caller.post(PATH, body, headers={"Idempotency-Key": key})
+
+    assert response.status_code == 503
+    assert response.json["code"] == "WORKFLOW_OUTCOME_UNKNOWN"
+    assert response.json["retryable"] is False
+    assert response.json["message"].startswith("An earlier attempt with this Idempotency-Key")
+    assert stigg.calls_to("TriggerWorkflow") == []
+    # Kept under the key: a further automatic retry gets the same answer.
+    again = caller.post(PATH, body, headers={"Idempotency-Key": key})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["code"] == "WORKFLOW_OUTCOME_UNKNOWN"
+    assert stigg.calls_to("TriggerWorkflow") == []
+
+
+def test_only_the_workflow_trigger_refuses_to_run_after_a_dead_attempt():
+    # The other actions run again: their look-ups find what a dead attempt created, and
+    # upserts, updates and cancellations set absolute values.
+    assert [a.operation_id for a in ACTIONS if a.interrupted is not None] == [
+        "triggerStiggWorkflow"
+    ]
