@@ -14,7 +14,7 @@ import requests
 
 from app.store import Store
 from tests.integration.conftest import CALLER_KEY
-from tests.integration.servers import service_process
+from tests.integration.servers import gunicorn_workers, service_process
 from tests.integration.settled import SettledLog
 
 pytestmark = pytest.mark.integration
@@ -162,6 +162,49 @@ def test_a_worker_killed_mid_request_is_resumed_without_a_second_grant(sandbox, 
     store.close()
     assert outcomes[-1] == "in_progress"  # the killed request, visible as such
     assert outcomes[0] == "succeeded"
+
+
+def test_a_worker_killed_after_answering_before_its_outcome_commits_never_grants_twice(
+    sandbox, tmp_path
+):
+    # The outcome follows the answer by up to OUTCOME_WRITE_DELAY_MS (here the longest, 1 s):
+    # a worker killed in between leaves what a crash mid-request leaves, handled the same way.
+    database_url = f"sqlite:///{tmp_path / 'answered.db'}"
+    env = {
+        "STIGG_API_URL": sandbox.graphql_url,
+        "STIGG_API_KEY": "sandbox",
+        "ACTIONS_API_KEYS": CALLER_KEY,
+        "DATABASE_URL": database_url,
+        "STIGG_TIMEOUT_S": "5",
+        "STIGG_DEADLINE_S": "5",
+        "IDEMPOTENCY_LOCK_S": "6",
+        "OUTCOME_WRITE_DELAY_MS": "1000",
+        "LOG_LEVEL": "WARNING",
+    }
+    key = f"opp-{uuid.uuid4()}"
+    with service_process(env, workers=1, threads=4) as (base_url, master):
+        create_customer(base_url)
+        answered = post_grant(base_url, key)
+        assert answered.status_code == 200
+        for pid in gunicorn_workers(master.pid):
+            os.kill(pid, signal.SIGKILL)  # before the background commit (1 s)
+
+        store = Store.from_url(database_url, run_migrations=False)
+        entry = store.log.get(answered.headers["X-Request-Id"])
+        store.close()
+        assert entry["outcome"] == "in_progress"  # answered, outcome lost with the process
+
+        # gunicorn starts a new worker; until the claim lapses a repeat is told to wait,
+        # then it resumes, finds the grant by its tag and answers it.
+        retry = post_grant(base_url, key)
+        started = time.monotonic()
+        while retry.status_code == 409 and time.monotonic() - started < 40:
+            time.sleep(0.5)
+            retry = post_grant(base_url, key)
+
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["creditGrantId"] == answered.json()["creditGrantId"]
+    assert sandbox.stats()["executed"]["createCreditGrant"] == 1
 
 
 def _wait_for(condition, timeout_s: float = 15) -> None:
