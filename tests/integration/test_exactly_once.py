@@ -108,19 +108,25 @@ def test_two_instances_sharing_postgresql_make_one_mutation(sandbox, postgres_ur
     assert 200 in statuses
 
 
-def test_a_worker_killed_mid_request_is_resumed_without_a_second_grant(sandbox, tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'killed.db'}"
-    env = {
+def killable_service_env(sandbox, database_url: str, **settings: str) -> dict:
+    """A service whose killed requests are taken over quickly: a short deadline, and a
+    short lock so the tests do not wait the production default."""
+    return {
         "STIGG_API_URL": sandbox.graphql_url,
         "STIGG_API_KEY": "sandbox",
         "ACTIONS_API_KEYS": CALLER_KEY,
         "DATABASE_URL": database_url,
         "STIGG_TIMEOUT_S": "5",
         "STIGG_DEADLINE_S": "5",
-        # A short lock so the test does not wait the production default.
         "IDEMPOTENCY_LOCK_S": "6",
         "LOG_LEVEL": "WARNING",
+        **settings,
     }
+
+
+def test_a_worker_killed_mid_request_is_resumed_without_a_second_grant(sandbox, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'killed.db'}"
+    env = killable_service_env(sandbox, database_url)
     key = f"opp-{uuid.uuid4()}"
     with service_process(env, workers=1, threads=4) as (base_url, master):
         create_customer(base_url)
@@ -170,17 +176,7 @@ def test_a_worker_killed_after_answering_before_its_outcome_commits_never_grants
     # The outcome follows the answer by up to OUTCOME_WRITE_DELAY_MS (here the longest, 1 s):
     # a worker killed in between leaves what a crash mid-request leaves, handled the same way.
     database_url = f"sqlite:///{tmp_path / 'answered.db'}"
-    env = {
-        "STIGG_API_URL": sandbox.graphql_url,
-        "STIGG_API_KEY": "sandbox",
-        "ACTIONS_API_KEYS": CALLER_KEY,
-        "DATABASE_URL": database_url,
-        "STIGG_TIMEOUT_S": "5",
-        "STIGG_DEADLINE_S": "5",
-        "IDEMPOTENCY_LOCK_S": "6",
-        "OUTCOME_WRITE_DELAY_MS": "1000",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = killable_service_env(sandbox, database_url, OUTCOME_WRITE_DELAY_MS="1000")
     key = f"opp-{uuid.uuid4()}"
     with service_process(env, workers=1, threads=4) as (base_url, master):
         create_customer(base_url)
