@@ -43,6 +43,9 @@ class DeferredWrites:
         self._engine = engine
         self.delay_s = delay_s
         self._pending: list[Write] = []
+        # When the oldest pending write was added: the background thread commits only what
+        # waited delay_s, so under load the requests carry nearly all of them.
+        self._oldest = 0.0
         self._lock = threading.Lock()
         # Held while flush() commits, so a flush that finds nothing pending returns only
         # once the background thread's commit in progress is done.
@@ -59,6 +62,8 @@ class DeferredWrites:
                 write(connection)
             return
         with self._lock:
+            if not self._pending:
+                self._oldest = time.monotonic()
             self._pending.append(write)
             self._start_flusher()
         self._wake.set()
@@ -124,6 +129,8 @@ class DeferredWrites:
 
     def _requeue(self, writes: list[Write]) -> None:
         with self._lock:
+            if not self._pending:
+                self._oldest = time.monotonic()
             self._pending[:0] = writes
             self._start_flusher()
         self._wake.set()
@@ -142,13 +149,24 @@ class DeferredWrites:
             self._wake.clear()
             if self._closed:
                 return
-            # Give the next request a chance to carry them in its own transaction.
-            time.sleep(self.delay_s)
             try:
-                self.flush()
+                self._flush_when_due()
             except StoreError as error:
                 log.error("could not record request outcomes, will retry: %s", error)
                 time.sleep(RETRY_AFTER_FAILURE_S)
                 self._wake.set()
             except Exception:
                 log.exception("deferred writes")
+
+    def _flush_when_due(self) -> None:
+        """Commit the pending writes once the oldest has waited delay_s for a request to
+        carry it; return when none is pending."""
+        while not self._closed:
+            with self._lock:
+                if not self._pending:
+                    return
+                wait_s = self._oldest + self.delay_s - time.monotonic()
+            if wait_s > 0:
+                time.sleep(wait_s)
+                continue
+            self.flush()

@@ -99,6 +99,30 @@ def test_the_background_thread_commits_an_outcome_no_request_picked_up(open_stor
     assert store.deferred.pending() == 0
 
 
+def test_the_background_thread_leaves_alone_what_a_request_carried_within_the_delay(
+    open_store,
+):
+    store = open_store(outcome_delay_s=0.3)
+    background_flushes = []
+    flush = store.deferred.flush
+
+    def counted_flush():
+        background_flushes.append(1)
+        flush()
+
+    store.deferred.flush = counted_flush  # what the background thread calls
+    ledger = ledger_on(store)
+    first = open_entry(ledger)
+    first.succeeded(BODY)
+
+    time.sleep(0.1)
+    open_entry(ledger)  # carries the outcome, well within the delay
+    time.sleep(0.5)
+
+    assert background_flushes == []
+    assert store.deferred.pending() == 0
+
+
 def test_the_process_that_answered_reads_its_own_outcomes(open_store):
     store = open_store(outcome_delay_s=NEVER_S)
     entry = open_entry(ledger_on(store))
