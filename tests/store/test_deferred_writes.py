@@ -102,7 +102,7 @@ def test_the_background_thread_commits_an_outcome_no_request_picked_up(open_stor
 def test_the_background_thread_leaves_alone_what_a_request_carried_within_the_delay(
     open_store,
 ):
-    store = open_store(outcome_delay_s=0.3)
+    store = open_store(outcome_delay_s=1.0)
     background_flushes = []
     flush = store.deferred.flush
 
@@ -117,7 +117,7 @@ def test_the_background_thread_leaves_alone_what_a_request_carried_within_the_de
 
     time.sleep(0.1)
     open_entry(ledger)  # carries the outcome, well within the delay
-    time.sleep(0.5)
+    time.sleep(1.5)  # past the delay: the thread would have committed it by now
 
     assert background_flushes == []
     assert store.deferred.pending() == 0
@@ -135,7 +135,7 @@ def test_the_process_that_answered_reads_its_own_outcomes(open_store):
 
 def test_a_repeat_elsewhere_waits_for_an_answered_request_s_outcome_and_replays_it(open_store):
     store = open_store(outcome_delay_s=NEVER_S)
-    other = open_store(outcome_delay_s=0.2)  # waits up to 2 x 0.2 s + a margin
+    other = open_store(outcome_delay_s=0.5)  # waits up to 2 x 0.5 s + a margin
     entry = open_entry(ledger_on(store), key="key-1")
     entry.succeeded(BODY)  # answered; the kept answer is not committed yet
     committer = threading.Timer(0.1, store.deferred.flush)
