@@ -124,8 +124,14 @@ class DeferredWrites:
             if len(writes) == 1:
                 log.exception("a request outcome could not be recorded; its row stays in_progress")
                 return
-            for write in writes:
-                self._commit([write])
+            for index, write in enumerate(writes):
+                try:
+                    self._commit([write])
+                except StoreError:
+                    # The database went down meanwhile: this one is queued again, and so
+                    # are those not tried yet.
+                    self._requeue(writes[index + 1 :])
+                    raise
 
     def _requeue(self, writes: list[Write]) -> None:
         with self._lock:

@@ -266,3 +266,34 @@ def test_with_no_delay_the_outcome_is_committed_before_the_answer(open_store):
 
     assert outcome(other, entry) == "succeeded"
     assert store.deferred.pending() == 0
+
+
+def test_an_outage_while_retrying_one_by_one_keeps_the_untried_queued(open_store, monkeypatch):
+    store = open_store(outcome_delay_s=NEVER_S)
+    other = open_store()
+    ledger = ledger_on(store)
+    first, second = open_entry(ledger), open_entry(ledger)
+
+    def refused(_connection):
+        raise ValueError("a value the database refuses")
+
+    store.deferred.add(refused)
+    first.succeeded(BODY)
+    second.succeeded(BODY)
+    real_transaction = deferred_module.transaction
+    calls = []
+
+    def down_from_the_third_call(engine):
+        calls.append(1)
+        if len(calls) >= 3:  # all three together, the refused one alone, then the outage
+            raise StoreError("database at test: unreachable")
+        return real_transaction(engine)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(deferred_module, "transaction", down_from_the_third_call)
+        with pytest.raises(StoreError):
+            store.deferred.flush()
+    assert store.deferred.pending() == 2  # both outcomes; the refused write is gone
+
+    store.deferred.flush()
+    assert (outcome(other, first), outcome(other, second)) == ("succeeded", "succeeded")
