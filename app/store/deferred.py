@@ -62,11 +62,15 @@ class DeferredWrites:
                 write(connection)
             return
         with self._lock:
-            if not self._pending:
+            first = not self._pending
+            if first:
                 self._oldest = time.monotonic()
             self._pending.append(write)
             self._start_flusher()
-        self._wake.set()
+        if first:
+            # Otherwise the background thread already has one to wait for, and goes on to
+            # the rest: no wake-up per request.
+            self._wake.set()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
