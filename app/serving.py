@@ -148,8 +148,9 @@ def on_worker_exit(server, worker) -> None:
         batch_worker.join(timeout_s=10)
     store = _extension(flask_app, "store")
     if store is not None:
-        # The last requests' outcomes (app/store/deferred.py), after the batch items'.
-        store.deferred.close()
+        # Commits the last requests' outcomes (app/store/deferred.py), after the batch
+        # items', as the CLI's worker and replay do.
+        store.close()
 
 
 def start_embedded_batch_worker(flask_app) -> None:
