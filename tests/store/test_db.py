@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from app.store import Store, StoreError, create_engine_for, migrate
 from app.store.db import current_revision, head_revision
@@ -137,3 +137,69 @@ def test_a_postgresql_url_without_driver_uses_psycopg_3():
     engine = create_engine_for("postgresql://postgres@127.0.0.1:5432/test")
     assert engine.dialect.driver == "psycopg"
     engine.dispose()
+
+
+def _statements_run_by(store, call) -> list[tuple[str, object]]:
+    """The SELECTs `call` sends to the database, with their parameters."""
+    seen = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    return seen
+
+
+def _plan(store, statement: str, parameters) -> str:
+    with store.engine.begin() as connection:
+        if store.engine.dialect.name == "postgresql":
+            # A table this small is read whole whatever the indexes; ask whether it *can*
+            # use one.
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()
+            return "\n".join(row[0] for row in rows)
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+        return "\n".join(row[-1] for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("look_up", "indexes"),
+    [
+        (
+            lambda log: log.list(salesforce_id="001000000000001AAA"),
+            ["salesforce_account_id", "salesforce_opportunity_id"],
+        ),
+        (lambda log: log.get("corr-1"), ["correlation_id"]),
+    ],
+    ids=["by-salesforce-id", "by-correlation-id"],
+)
+def test_the_log_look_ups_by_value_use_the_partial_indexes(store, look_up, indexes):
+    # A row that leaves every one of them empty, and one that fills them.
+    store.log.start(request_id="r-empty", operation="createCreditGrant", caller_key_id="k")
+    store.log.start(
+        request_id="r-full",
+        operation="createCustomer",
+        caller_key_id="k",
+        salesforce_account_id="001000000000001AAA",
+        salesforce_opportunity_id="006000000000001AAA",
+        correlation_id="corr-1",
+    )
+    definitions = {
+        index["name"]: index for index in inspect(store.engine).get_indexes("provisioning_log")
+    }
+    for column in (*indexes, "batch_item_id"):
+        name = f"ix_provisioning_log_{column}"
+        where = definitions[name]["dialect_options"].get(f"{store.engine.dialect.name}_where")
+        assert f"{column} IS NOT NULL" in str(where).replace("(", "").replace(")", ""), name
+
+    statements = _statements_run_by(store, lambda: look_up(store.log))
+    by_value = [s for s in statements if "provisioning_log" in s[0] and "WHERE" in s[0]]
+    assert by_value
+    plan = _plan(store, *by_value[-1])
+    for column in indexes:
+        assert f"ix_provisioning_log_{column}" in plan, plan
