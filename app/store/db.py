@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from app.store.batches import BatchStore
@@ -54,6 +54,13 @@ POSTGRES_MIGRATION_LOCK_TIMEOUT = "60s"
 # workers x instances x 15 under PostgreSQL's max_connections (100 by default).
 POOL_OPTIONS = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 5}
 
+# A pooled PostgreSQL connection is pinged before use only when it sat unused this long.
+# What kills a pooled connection (a failover, a restart, an idle timeout in a proxy) finds
+# it idle; pinging one handed back a moment ago cost a round trip per transaction, a
+# fifth of a log write's time (bench/README.md). One that dies within this second anyway
+# fails its request with the retryable 503 before anything was sent to Stigg.
+PING_IF_IDLE_S = 1.0
+
 
 def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     """An engine for ``url`` (``DATABASE_URL``), safe to share between threads.
@@ -65,8 +72,9 @@ def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     waiting; taking the write lock up front makes concurrent writers queue. They queue on
     a file lock beside the database (app/store/sqlite_writer.py), which hands the lock
     over within a fraction of a millisecond, instead of SQLite's busy handler, which
-    sleeps whole milliseconds. PostgreSQL: psycopg 3 with pre-ping, so connections dropped
-    by a failover or an idle timeout are replaced instead of failing a request.
+    sleeps whole milliseconds. PostgreSQL: psycopg 3, and a connection that sat idle in
+    the pool is pinged before use, so connections dropped by a failover or an idle
+    timeout are replaced instead of failing a request.
     """
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
@@ -74,8 +82,30 @@ def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     if url.drivername in ("postgres", "postgresql"):
         # A URL without a driver would mean psycopg2, which is not installed: use psycopg 3.
         url = url.set(drivername="postgresql+psycopg")
-    options = POOL_OPTIONS | {"pool_pre_ping": True} | engine_options
-    return create_engine(url, **options)
+    engine = create_engine(url, **(POOL_OPTIONS | engine_options))
+    _ping_when_idle(engine, PING_IF_IDLE_S)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """SQLAlchemy's pool_pre_ping, for connections idle at least ``idle_s`` only (the
+    pattern of SQLAlchemy's "custom pessimistic ping": a DisconnectionError on checkout
+    makes the pool replace the connection and try again)."""
+
+    @event.listens_for(engine, "checkin")
+    def remember_when_returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < idle_s:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(f"ping failed: {first_line(error)}") from error
 
 
 def _create_sqlite_engine(url: URL, **engine_options: Any) -> Engine:
