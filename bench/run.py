@@ -61,6 +61,11 @@ SLOW_MS = 100
 BULK_OPPORTUNITIES = 200
 # The same credit grant against the service on PostgreSQL (the table shows both stores).
 GRANT_ON_POSTGRES = "createCreditGrant (PostgreSQL)"
+# The customer again, with an Idempotency-Key as Salesforce sends: the key's claim in the
+# log row's transaction, the kept answer with the outcome. (Not a keyed grant: those look
+# for an earlier grant first, and every benchmarked grant goes to one customer, so the
+# look-up would page through all the run's grants.)
+KEYED_CUSTOMER = "createCustomerWithEmail (Idempotency-Key)"
 BULK_CONCURRENCY = 32
 STIGG_MUTATIONS_PER_MINUTE = 250  # Stigg's documented rate limit, for the bulk run's floor
 
@@ -232,6 +237,7 @@ class Target:
     body: str  # "@ID@" becomes a fresh Account ID per request
     headers: dict = field(default_factory=dict)
     upstream_calls: str = "1"  # what the code should make; the measured value is reported too
+    keyed: bool = False  # a fresh Idempotency-Key on every request (bench/wrk/post.lua)
 
 
 def action(operation_id: str):
@@ -258,9 +264,7 @@ def grant_graphql_body() -> str:
         {
             "query": operation.query,
             "operationName": operation.name,
-            "variables": {
-                "input": credit_grant_input(loaded, tag=_bench_tag())
-            },
+            "variables": {"input": credit_grant_input(loaded, tag=_bench_tag())},
         }
     )
 
@@ -304,6 +308,15 @@ def targets() -> list[Target]:
             json.dumps({**customer, "customerEmail": "billing@bench.example"}),
             service_headers,
             upstream_calls="2",
+        ),
+        Target(
+            KEYED_CUSTOMER,
+            "service",
+            action("createCustomerWithEmail").path,
+            json.dumps({**customer, "customerEmail": "billing@bench.example"}),
+            service_headers,
+            upstream_calls="2",
+            keyed=True,
         ),
         Target(
             "createCustomerWithoutEmail",
@@ -406,6 +419,8 @@ class Wrk:
             command += ["-H", f"{name}: {value}"]
         command.append(url)
         env = {**os.environ, "BENCH_BODY": target.body, "BENCH_TAG": tag}
+        if target.keyed:
+            env["BENCH_KEYED"] = "1"
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         for line in done.stdout.splitlines():
             if line.startswith("BENCH_RESULT "):
@@ -1011,7 +1026,14 @@ def main() -> int:
     return 0
 
 
-QUICK_TARGETS = ("sandbox alone", "baseline", "createCreditGrant", GRANT_ON_POSTGRES)
+QUICK_TARGETS = (
+    "sandbox alone",
+    "baseline",
+    "createCreditGrant",
+    GRANT_ON_POSTGRES,
+    "createCustomerWithEmail",
+    KEYED_CUSTOMER,
+)
 POSTGRES_URL = os.environ.get(
     "STIGG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -1040,7 +1062,7 @@ def _drop_postgres_schema(schema: str) -> None:
 
 def _quick_summary(rows: list[dict]) -> int:
     by = {(row["target"], row["connections"]): row for row in rows}
-    for name in ("createCreditGrant", GRANT_ON_POSTGRES):
+    for name in ("createCreditGrant", GRANT_ON_POSTGRES, "createCustomerWithEmail", KEYED_CUSTOMER):
         for connections in ZERO_LATENCY_CONNECTIONS:
             base, grant = by[("baseline", connections)], by[(name, connections)]
             print(
@@ -1059,7 +1081,11 @@ def smoke_test(bench: Bench, all_targets: list[Target]) -> None:
         answer = requests.post(
             bench.servers[target.server].base_url + target.path,
             data=body,
-            headers={"Content-Type": "application/json", **target.headers},
+            headers={
+                "Content-Type": "application/json",
+                **target.headers,
+                **({"Idempotency-Key": "bench-smoke"} if target.keyed else {}),
+            },
             timeout=10,
         )
         if answer.status_code != 200 or "errors" in answer.json():

@@ -3,11 +3,14 @@
 -- BENCH_BODY: the body; each "@ID@" in it becomes "001" .. BENCH_TAG (3 characters)
 --   .. thread (2 digits) .. counter (7 digits): a valid 15-character Account ID that no
 --   other request of the run uses, so customer upserts create instead of finding.
+-- BENCH_KEYED=1: each request also carries "Idempotency-Key: bench-<that ID>", as every
+--   request from the Salesforce package does (a new key each: a claim, then a kept answer).
 -- Headers come from wrk's -H. done() prints one line, "BENCH_RESULT {json}".
 
 local body_template = os.getenv("BENCH_BODY") or "{}"
 local tag = os.getenv("BENCH_TAG") or "AAA"
-local needs_id = body_template:find("@ID@", 1, true) ~= nil
+local keyed = os.getenv("BENCH_KEYED") == "1"
+local needs_id = keyed or body_template:find("@ID@", 1, true) ~= nil
 
 local thread_count = 0
 function setup(thread)
@@ -29,7 +32,15 @@ function request()
    end
    counter = counter + 1
    local id = string.format("%s%07d", prefix, counter)
-   return wrk.format(nil, nil, nil, (body_template:gsub("@ID@", id)))
+   local headers = nil
+   if keyed then
+      headers = {}
+      for name, value in pairs(wrk.headers) do
+         headers[name] = value
+      end
+      headers["Idempotency-Key"] = "bench-" .. id
+   end
+   return wrk.format(nil, nil, headers, (body_template:gsub("@ID@", id)))
 end
 
 function done(summary, latency, requests)
