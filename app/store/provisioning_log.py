@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
+from app.store.driver_statement import DriverStatement
 from app.store.errors import transaction
 from app.store.models import LOG_OUTCOMES, ProvisioningLogEntry, utc_now
 
@@ -27,10 +28,41 @@ SECRET_KEY_MARKERS = ("apikey", "authorization", "token", "password", "passwd", 
 
 entries = ProvisioningLogEntry.__table__
 
-# Built once with bound parameters: building `.values(...)` per call (and its cache key)
-# was half the cost of a log write (bench/).
-_START = insert(entries)
-_FINISH = update(entries).where(entries.c.id == bindparam("entry_id"))
+# The two statements every request makes, run on the driver's cursor
+# (app/store/driver_statement.py). The row's id comes back from RETURNING, which SQLite
+# has had since 3.35 and PostgreSQL always.
+_START_KEYS = (
+    "request_id",
+    "correlation_id",
+    "operation",
+    "caller_key_id",
+    "idempotency_key",
+    "salesforce_account_id",
+    "salesforce_opportunity_id",
+    "payload",
+    "replay_of",
+    "batch_item_id",
+    "outcome",
+    "attempts",
+    "created_at",
+)
+_START = DriverStatement(insert(entries).returning(entries.c.id), _START_KEYS)
+_FINISH_KEYS = (
+    "outcome",
+    "http_status",
+    "error_code",
+    "stigg_error_code",
+    "message",
+    "stigg_customer_id",
+    "stigg_subscription_id",
+    "stigg_credit_grant_id",
+    "attempts",
+    "duration_ms",
+    "finished_at",
+)
+_FINISH = DriverStatement(
+    update(entries).where(entries.c.id == bindparam("entry_id")), _FINISH_KEYS
+)
 _MARK_REPLAYED = (
     update(entries)
     .where(entries.c.id == bindparam("original_id"))
@@ -113,8 +145,8 @@ class ProvisioningLog:
         the same transaction. With ``connection``, inside the caller's transaction.
         """
         with transaction(self._engine, connection) as connection:
-            result = connection.execute(
-                _START,
+            cursor = _START.execute(
+                connection,
                 {
                     "request_id": request_id,
                     "correlation_id": correlation_id,
@@ -131,7 +163,8 @@ class ProvisioningLog:
                     "created_at": self._clock(),
                 },
             )
-            entry_id = result.inserted_primary_key[0]
+            entry_id = cursor.fetchone()[0]
+            cursor.close()
             if replay_of is not None:
                 connection.execute(
                     _MARK_REPLAYED, {"original_id": replay_of, "replayed_by": entry_id}
@@ -164,8 +197,8 @@ class ProvisioningLog:
         if outcome not in FINAL_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(FINAL_OUTCOMES)}: {outcome!r}")
         with transaction(self._engine, connection) as connection:
-            updated = connection.execute(
-                _FINISH,
+            cursor = _FINISH.execute(
+                connection,
                 {
                     "entry_id": entry_id,
                     "outcome": outcome,
@@ -180,7 +213,9 @@ class ProvisioningLog:
                     "duration_ms": duration_ms,
                     "finished_at": finished_at or self._clock(),
                 },
-            ).rowcount
+            )
+            updated = cursor.rowcount
+            cursor.close()
         return updated == 1
 
     def list(

@@ -1,0 +1,143 @@
+"""Statements run on the driver's cursor (app/store/driver_statement.py) write exactly
+what SQLAlchemy's own execution would, and fail the same way."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import bindparam, insert, select, text, update
+
+from app.store import StoreError
+from app.store.driver_statement import DriverStatement
+from app.store.provisioning_log import _FINISH_KEYS, _START_KEYS, entries
+
+PAYLOAD = {
+    "customerName": "Société Générale — 東京 🚀",
+    "amount": 1234.5,
+    "nested": {"list": [1, None, True, "x"], "empty": {}},
+}
+
+
+def _start_values(request_id: str) -> dict:
+    return {
+        "request_id": request_id,
+        "correlation_id": None,
+        "operation": "createCreditGrant",
+        "caller_key_id": "caller-a",
+        "idempotency_key": "key-é",
+        "salesforce_account_id": "001000000000001AAA",
+        "salesforce_opportunity_id": None,
+        "payload": PAYLOAD,
+        "replay_of": None,
+        "batch_item_id": 7,
+        "outcome": "in_progress",
+        "attempts": 0,
+        # Not UTC on the way in: stored as UTC, like every time the store keeps.
+        "created_at": datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))),
+    }
+
+
+def _finish_values(finished_at: datetime) -> dict:
+    return {
+        "outcome": "failed",
+        "http_status": 503,
+        "error_code": "STIGG_UNAVAILABLE",
+        "stigg_error_code": None,
+        "message": "Stigg did not answer — twice",
+        "stigg_customer_id": "customer-1",
+        "stigg_subscription_id": None,
+        "stigg_credit_grant_id": None,
+        "attempts": 2,
+        "duration_ms": 1500,
+        "finished_at": finished_at,
+    }
+
+
+def _stored(store, request_id: str) -> tuple[dict, tuple]:
+    """The row as SQLAlchemy reads it, and the stored text of its times and payload."""
+    with store.engine.connect() as connection:
+        row = connection.execute(select(entries).where(entries.c.request_id == request_id))
+        read = dict(row.mappings().one())
+        raw = connection.execute(
+            text(
+                "SELECT CAST(created_at AS TEXT), CAST(finished_at AS TEXT), "
+                "CAST(payload AS TEXT) FROM provisioning_log WHERE request_id = :r"
+            ),
+            {"r": request_id},
+        ).one()
+    for key in ("id", "request_id"):
+        read.pop(key)
+    return read, tuple(raw)
+
+
+def test_a_row_written_on_the_driver_is_the_row_sqlalchemy_would_have_written(store):
+    finished_at = datetime(2026, 12, 1, 7, 31, 0, 5, tzinfo=UTC)
+    start = insert(entries).returning(entries.c.id)
+    finish = update(entries).where(entries.c.id == bindparam("entry_id"))
+    with store.engine.begin() as connection:
+        core_id = connection.execute(start, _start_values("r-core")).scalar_one()
+        connection.execute(finish, _finish_values(finished_at) | {"entry_id": core_id})
+        cursor = DriverStatement(start, _START_KEYS).execute(connection, _start_values("r-driver"))
+        driver_id = cursor.fetchone()[0]
+        cursor = DriverStatement(finish, _FINISH_KEYS).execute(
+            connection, _finish_values(finished_at) | {"entry_id": driver_id}
+        )
+        assert cursor.rowcount == 1
+
+    by_core, by_driver = _stored(store, "r-core"), _stored(store, "r-driver")
+    assert by_driver == by_core
+    read, _raw = by_driver
+    assert read["payload"] == PAYLOAD
+    assert read["created_at"] == datetime(2026, 12, 1, 7, 30, 15, 123456, tzinfo=UTC)
+    assert read["finished_at"] == finished_at
+
+
+def test_the_log_s_statements_go_to_the_driver_not_through_sqlalchemy(store):
+    # What the change bought (bench/README.md): SQLAlchemy's execution no longer sees them.
+    executed = []
+
+    def seen(*args):
+        executed.append(args[2])
+
+    from sqlalchemy import event
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    entry_id = store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
+    assert store.log.finish(
+        entry_id, outcome="succeeded", http_status=200, attempts=1, duration_ms=3
+    )
+    event.remove(store.engine, "before_cursor_execute", seen)
+
+    assert not [s for s in executed if "provisioning_log" in s]
+    assert store.log.get(entry_id)["outcome"] == "succeeded"
+
+
+def test_a_constraint_the_row_breaks_is_sqlalchemy_s_integrity_error(store):
+    from sqlalchemy.exc import IntegrityError
+
+    store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
+    with pytest.raises(IntegrityError) as raised:
+        store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
+    assert "request_id" in str(raised.value.orig)
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_mid_transaction_is_a_store_error(postgres_url, postgres_admin):
+    from app.store import Store
+
+    store = Store.from_url(postgres_url, engine_options={"pool_size": 1})
+    with pytest.raises(StoreError), store.transaction() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with postgres_admin.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        store.log.start(
+            request_id="r-lost",
+            operation="createCustomer",
+            caller_key_id="k",
+            connection=connection,
+        )
+
+    entry_id = store.log.start(request_id="r-next", operation="createCustomer", caller_key_id="k")
+    assert store.log.get(entry_id)["request_id"] == "r-next"
+    store.close()
