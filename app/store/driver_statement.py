@@ -1,6 +1,7 @@
 """A statement run on the driver's cursor, for the few every request makes.
 
-Every request writes its provisioning-log row before any work and its outcome after: two
+Every request writes its provisioning-log row before any work and its outcome after, and a
+request with an Idempotency-Key also claims the key and keeps its answer: two to four
 statements per request, on SQLite and PostgreSQL alike. Executing a Core statement costs
 SQLAlchemy about 30 µs on top of the driver's own work (its execution context, parameter
 processing, result object), a third of what inserting the row costs in all (bench/README.md).
@@ -35,16 +36,20 @@ class _Compiled:
     sql: str
     order: tuple[str, ...] | None  # the parameter names in positional order
     processors: dict[str, Any]  # name -> the column type's bind processor
+    literals: dict[str, Any]  # name -> value, for the statement's own literals
 
 
 class DriverStatement:
-    """`statement` (an INSERT or UPDATE with bound parameters), taking `keys` as values.
+    """`statement` (an INSERT, UPDATE or DELETE), run with values for its `columns` (the
+    columns an INSERT or UPDATE sets from values of the same name: SQLAlchemy's
+    `column_keys`) and for its named `bindparam`s. Literals in the statement keep their
+    values.
 
     Thread-safe: the compiled form per dialect is built once and never changes."""
 
-    def __init__(self, statement: Executable, keys: Sequence[str]) -> None:
+    def __init__(self, statement: Executable, columns: Sequence[str] = ()) -> None:
         self._statement = statement
-        self._keys = list(keys)
+        self._columns = list(columns)
         self._by_dialect: dict[str, _Compiled] = {}
 
     def execute(self, connection: Connection, values: dict[str, Any]) -> Any:
@@ -53,6 +58,8 @@ class DriverStatement:
         dialect = connection.dialect
         compiled = self._by_dialect.get(dialect.name) or self._compile(dialect)
         processors = compiled.processors
+        if compiled.literals:
+            values = compiled.literals | values
         bound = {
             name: processor(value) if (processor := processors.get(name)) else value
             for name, value in values.items()
@@ -71,13 +78,15 @@ class DriverStatement:
         return cursor
 
     def _compile(self, dialect: Dialect) -> _Compiled:
-        compiled = self._statement.compile(dialect=dialect, column_keys=self._keys)
+        compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
         processors = {
             name: processor
             for name, bind in compiled.binds.items()
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
         }
+        # `state == "in_progress"`, `.values(state="completed")`: binds that carry a value
+        literals = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         order = tuple(compiled.positiontup or ()) if dialect.paramstyle in _POSITIONAL else None
-        found = _Compiled(compiled.string, order, processors)
+        found = _Compiled(compiled.string, order, processors, literals)
         self._by_dialect[dialect.name] = found
         return found

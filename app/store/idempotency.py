@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from app.store.driver_statement import DriverStatement
 from app.store.errors import database_errors_as_store_error, transaction
 from app.store.models import IdempotencyRecord, utc_now
 
@@ -43,16 +44,18 @@ _INSERT = insert(records)
 # The claim of a new key inside the request's own transaction: a key that exists makes the
 # insert do nothing instead of failing, so no savepoint has to guard the transaction (two
 # statements more, and on PostgreSQL two round trips more, per keyed request). Both
-# dialects spell it the same way. SQLAlchemy reports an INSERT's row count only when asked
-# (preserve_rowcount): 1 claimed, 0 the key exists.
+# dialects spell it the same way; the row count says which happened (1 claimed, 0 the key
+# exists). It, the kept answer and the release run on the driver's cursor
+# (app/store/driver_statement.py): they are per-request statements too.
 _SCOPE = ("caller_key_id", "operation", "idempotency_key")
 _INSERT_IF_NEW = {
-    name: dialect.insert(records)
-    .on_conflict_do_nothing(index_elements=_SCOPE)
-    .execution_options(preserve_rowcount=True)
+    name: DriverStatement(
+        dialect.insert(records).on_conflict_do_nothing(index_elements=_SCOPE),
+        [column.key for column in records.columns],
+    )
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
-_COMPLETE = (
+_COMPLETE = DriverStatement(
     update(records)
     .where(records.c.id == bindparam("record_id"), records.c.state == "in_progress")
     .values(
@@ -63,8 +66,8 @@ _COMPLETE = (
         expires_at=bindparam("expires_at"),
     )
 )
-_RELEASE = delete(records).where(
-    records.c.id == bindparam("record_id"), records.c.state == "in_progress"
+_RELEASE = DriverStatement(
+    delete(records).where(records.c.id == bindparam("record_id"), records.c.state == "in_progress")
 )
 
 
@@ -230,7 +233,9 @@ class IdempotencyStore:
             "operation": operation,
             "idempotency_key": key,
         }
-        inserted = connection.execute(_INSERT_IF_NEW[connection.dialect.name], values).rowcount
+        cursor = _INSERT_IF_NEW[connection.dialect.name].execute(connection, values)
+        inserted = cursor.rowcount
+        cursor.close()
         return Claimed(record_id=fresh["id"]) if inserted == 1 else None
 
     def _insert(self, values: dict[str, Any]) -> bool:
@@ -327,8 +332,8 @@ class IdempotencyStore:
         """
         now = answered_at or self._clock()
         with transaction(self._engine, connection) as connection:
-            stored = connection.execute(
-                _COMPLETE,
+            cursor = _COMPLETE.execute(
+                connection,
                 {
                     "record_id": record_id,
                     "status": status,
@@ -336,7 +341,9 @@ class IdempotencyStore:
                     "now": now,
                     "expires_at": now + timedelta(seconds=ttl_s),
                 },
-            ).rowcount
+            )
+            stored = cursor.rowcount
+            cursor.close()
         return stored == 1
 
     def release(self, record_id: str, *, connection: Connection | None = None) -> bool:
@@ -345,7 +352,9 @@ class IdempotencyStore:
         Returns False if the claim was already lost.
         """
         with transaction(self._engine, connection) as connection:
-            deleted = connection.execute(_RELEASE, {"record_id": record_id}).rowcount
+            cursor = _RELEASE.execute(connection, {"record_id": record_id})
+            deleted = cursor.rowcount
+            cursor.close()
         return deleted == 1
 
     def purge_expired(self, now: datetime | None = None) -> int:

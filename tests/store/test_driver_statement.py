@@ -3,6 +3,7 @@ what SQLAlchemy's own execution would, and fail the same way."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import bindparam, insert, select, text, update
 
 from app.store import StoreError
 from app.store.driver_statement import DriverStatement
+from app.store.idempotency import records
 from app.store.provisioning_log import _FINISH_KEYS, _START_KEYS, entries
 
 PAYLOAD = {
@@ -141,3 +143,76 @@ def test_a_connection_lost_mid_transaction_is_a_store_error(postgres_url, postgr
     entry_id = store.log.start(request_id="r-next", operation="createCustomer", caller_key_id="k")
     assert store.log.get(entry_id)["request_id"] == "r-next"
     store.close()
+
+
+def _idempotency_rows(store) -> dict[str, tuple]:
+    """Every idempotency record as stored, each column cast to text, by key (without the
+    columns that name the record)."""
+    naming = ("id", "idempotency_key", "request_id")
+    columns = ", ".join(f"CAST({c.name} AS TEXT)" for c in records.columns if c.name not in naming)
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT idempotency_key, {columns} FROM idempotency_keys")
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_the_key_s_claim_and_kept_answer_are_stored_as_sqlalchemy_would_store_them(store):
+    claimed_at = datetime(2026, 12, 1, 9, 0, 0, 250, tzinfo=UTC)
+    answered_at = claimed_at + timedelta(seconds=2, microseconds=17)
+    body = {"stiggCustomerId": "customer-é", "created": True}
+
+    def claim(key: str) -> dict:
+        return {
+            "id": f"record-{key}",
+            "caller_key_id": "caller-a",
+            "operation": "createCustomer",
+            "idempotency_key": key,
+            "fingerprint": "f" * 64,
+            "state": "in_progress",
+            "response_status": None,
+            "response_body": None,
+            "request_id": f"request-{key}",
+            "created_at": claimed_at,
+            "locked_until": claimed_at + timedelta(seconds=60),
+            "expires_at": claimed_at + timedelta(hours=24),
+        }
+
+    # Through SQLAlchemy's execution, by hand...
+    with store.engine.begin() as connection:
+        connection.execute(insert(records), claim("by-core"))
+        connection.execute(
+            update(records)
+            .where(records.c.id == "record-by-core")
+            .values(
+                state="completed",
+                response_status=200,
+                response_body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                locked_until=answered_at,
+                expires_at=answered_at + timedelta(seconds=3600),
+            )
+        )
+    # ... and through the store, on the driver's cursor.
+    with store.engine.begin() as connection:
+        claimed = store.idempotency.claim_if_new(
+            connection,
+            caller_key_id="caller-a",
+            operation="createCustomer",
+            key="by-driver",
+            fingerprint="f" * 64,
+            request_id="request-by-driver",
+            lock_s=60,
+            ttl_s=24 * 3600,
+        )
+        connection.execute(
+            update(records)
+            .where(records.c.id == claimed.record_id)
+            .values(id="record-by-driver", created_at=claimed_at)
+        )
+    assert store.idempotency.complete(
+        "record-by-driver", status=200, body=body, ttl_s=3600, answered_at=answered_at
+    )
+
+    stored = _idempotency_rows(store)
+    assert stored["by-driver"] == stored["by-core"]
+    assert stored["by-driver"][3:5] == ("completed", "200")
