@@ -32,6 +32,12 @@ _POSITIONAL = ("qmark", "numeric", "format")
 
 
 @dataclass(frozen=True)
+class Executed:
+    rowcount: int  # rows inserted, updated or deleted
+    first_row: tuple | None  # a RETURNING statement's (first) row
+
+
+@dataclass(frozen=True)
 class _Compiled:
     sql: str
     order: tuple[str, ...] | None  # the parameter names in positional order
@@ -52,9 +58,8 @@ class DriverStatement:
         self._columns = list(columns)
         self._by_dialect: dict[str, _Compiled] = {}
 
-    def execute(self, connection: Connection, values: dict[str, Any]) -> Any:
-        """Run with `values` (every key, None for NULL) in `connection`'s transaction;
-        the DBAPI cursor, for `rowcount`, `lastrowid` or a RETURNING row."""
+    def execute(self, connection: Connection, values: dict[str, Any]) -> Executed:
+        """Run with `values` (every key, None for NULL) in `connection`'s transaction."""
         dialect = connection.dialect
         compiled = self._by_dialect.get(dialect.name) or self._compile(dialect)
         processors = compiled.processors
@@ -70,12 +75,14 @@ class DriverStatement:
         cursor = connection.connection.cursor()
         try:
             cursor.execute(compiled.sql, parameters)
+            first_row = cursor.fetchone() if cursor.description else None
+            return Executed(cursor.rowcount, first_row)
         except dialect.loaded_dbapi.Error as error:
-            cursor.close()
             raise DBAPIError.instance(
                 compiled.sql, parameters, error, dialect.loaded_dbapi.Error
             ) from error
-        return cursor
+        finally:
+            cursor.close()
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)

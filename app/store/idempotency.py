@@ -233,9 +233,7 @@ class IdempotencyStore:
             "operation": operation,
             "idempotency_key": key,
         }
-        cursor = _INSERT_IF_NEW[connection.dialect.name].execute(connection, values)
-        inserted = cursor.rowcount
-        cursor.close()
+        inserted = _INSERT_IF_NEW[connection.dialect.name].execute(connection, values).rowcount
         return Claimed(record_id=fresh["id"]) if inserted == 1 else None
 
     def _insert(self, values: dict[str, Any]) -> bool:
@@ -332,7 +330,7 @@ class IdempotencyStore:
         """
         now = answered_at or self._clock()
         with transaction(self._engine, connection) as connection:
-            cursor = _COMPLETE.execute(
+            stored = _COMPLETE.execute(
                 connection,
                 {
                     "record_id": record_id,
@@ -341,9 +339,7 @@ class IdempotencyStore:
                     "now": now,
                     "expires_at": now + timedelta(seconds=ttl_s),
                 },
-            )
-            stored = cursor.rowcount
-            cursor.close()
+            ).rowcount
         return stored == 1
 
     def release(self, record_id: str, *, connection: Connection | None = None) -> bool:
@@ -352,9 +348,7 @@ class IdempotencyStore:
         Returns False if the claim was already lost.
         """
         with transaction(self._engine, connection) as connection:
-            cursor = _RELEASE.execute(connection, {"record_id": record_id})
-            deleted = cursor.rowcount
-            cursor.close()
+            deleted = _RELEASE.execute(connection, {"record_id": record_id}).rowcount
         return deleted == 1
 
     def purge_expired(self, now: datetime | None = None) -> int:

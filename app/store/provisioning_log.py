@@ -145,7 +145,7 @@ class ProvisioningLog:
         the same transaction. With ``connection``, inside the caller's transaction.
         """
         with transaction(self._engine, connection) as connection:
-            cursor = _START.execute(
+            inserted = _START.execute(
                 connection,
                 {
                     "request_id": request_id,
@@ -163,8 +163,7 @@ class ProvisioningLog:
                     "created_at": self._clock(),
                 },
             )
-            entry_id = cursor.fetchone()[0]
-            cursor.close()
+            entry_id = inserted.first_row[0]
             if replay_of is not None:
                 connection.execute(
                     _MARK_REPLAYED, {"original_id": replay_of, "replayed_by": entry_id}
@@ -197,7 +196,7 @@ class ProvisioningLog:
         if outcome not in FINAL_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(FINAL_OUTCOMES)}: {outcome!r}")
         with transaction(self._engine, connection) as connection:
-            cursor = _FINISH.execute(
+            updated = _FINISH.execute(
                 connection,
                 {
                     "entry_id": entry_id,
@@ -213,9 +212,7 @@ class ProvisioningLog:
                     "duration_ms": duration_ms,
                     "finished_at": finished_at or self._clock(),
                 },
-            )
-            updated = cursor.rowcount
-            cursor.close()
+            ).rowcount
         return updated == 1
 
     def list(

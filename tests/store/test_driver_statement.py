@@ -80,12 +80,14 @@ def test_a_row_written_on_the_driver_is_the_row_sqlalchemy_would_have_written(st
     with store.engine.begin() as connection:
         core_id = connection.execute(start, _start_values("r-core")).scalar_one()
         connection.execute(finish, _finish_values(finished_at) | {"entry_id": core_id})
-        cursor = DriverStatement(start, _START_KEYS).execute(connection, _start_values("r-driver"))
-        driver_id = cursor.fetchone()[0]
-        cursor = DriverStatement(finish, _FINISH_KEYS).execute(
+        inserted = DriverStatement(start, _START_KEYS).execute(
+            connection, _start_values("r-driver")
+        )
+        driver_id = inserted.first_row[0]
+        updated = DriverStatement(finish, _FINISH_KEYS).execute(
             connection, _finish_values(finished_at) | {"entry_id": driver_id}
         )
-        assert cursor.rowcount == 1
+        assert updated.rowcount == 1
 
     by_core, by_driver = _stored(store, "r-core"), _stored(store, "r-driver")
     assert by_driver == by_core

@@ -10,6 +10,11 @@ Every query that uses them looks a value up (`column = :value`), which implies t
 is not null, so both SQLite and PostgreSQL still use them (tests/store/test_db.py checks
 the query plans). bench/README.md has the measurement.
 
+The upgrade rebuilds the four indexes inside the start-up migration's transaction, which
+holds writes to the table while it runs (on PostgreSQL, as CREATE INDEX without
+CONCURRENTLY does): a table with millions of rows keeps the first worker a few seconds
+longer. Retention (LOG_RETENTION_DAYS) keeps the table from growing that far.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
