@@ -207,21 +207,24 @@ def test_the_log_look_ups_by_value_use_the_partial_indexes(store, look_up, index
         assert f"ix_provisioning_log_{column}" in plan, plan
 
 
-def _kill_the_pooled_connection(store, postgres_admin) -> None:
-    """Terminate the server process behind the store's one pooled connection."""
+def _store_whose_connection_died(postgres_url, postgres_admin, monkeypatch, *, ping_if_idle_s):
+    """A store on PostgreSQL whose one pooled connection the server has just terminated."""
+    monkeypatch.setattr("app.store.db.PING_IF_IDLE_S", ping_if_idle_s)
+    store = Store.from_url(postgres_url, engine_options={"pool_size": 1})
     with store.engine.connect() as connection:
         backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
     with postgres_admin.connect() as admin:
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    return store
 
 
 @pytest.mark.postgres
 def test_a_postgres_connection_that_died_while_idle_is_replaced_before_use(
     postgres_url, postgres_admin, monkeypatch
 ):
-    monkeypatch.setattr("app.store.db.PING_IF_IDLE_S", 0.05)
-    store = Store.from_url(postgres_url, engine_options={"pool_size": 1})
-    _kill_the_pooled_connection(store, postgres_admin)
+    store = _store_whose_connection_died(
+        postgres_url, postgres_admin, monkeypatch, ping_if_idle_s=0.05
+    )
     time.sleep(0.1)  # idle longer than PING_IF_IDLE_S: pinged, found dead, replaced
 
     entry_id = store.log.start(request_id="r-after", operation="createCustomer", caller_key_id="k")
@@ -237,9 +240,9 @@ def test_a_postgres_connection_used_a_moment_ago_is_not_pinged(
     # The other side of the trade (PING_IF_IDLE_S): no round trip for a connection just
     # handed back, so one that died within that moment fails its request, as a retryable
     # StoreError, and the pool replaces it for the next.
-    monkeypatch.setattr("app.store.db.PING_IF_IDLE_S", 3600)
-    store = Store.from_url(postgres_url, engine_options={"pool_size": 1})
-    _kill_the_pooled_connection(store, postgres_admin)
+    store = _store_whose_connection_died(
+        postgres_url, postgres_admin, monkeypatch, ping_if_idle_s=3600
+    )
 
     with pytest.raises(StoreError):
         store.log.start(request_id="r-lost", operation="createCustomer", caller_key_id="k")
