@@ -60,6 +60,11 @@ class DriverStatement:
 
     def execute(self, connection: Connection, values: dict[str, Any]) -> Executed:
         """Run with `values` (every key, None for NULL) in `connection`'s transaction."""
+        if not connection.in_transaction():
+            # What SQLAlchemy's autobegin does on a connection's first statement; without it
+            # the driver would run this outside any transaction SQLAlchemy knows of (and
+            # SQLAlchemy's rollback on return to the pool would drop it on PostgreSQL).
+            connection.begin()
         dialect = connection.dialect
         compiled = self._by_dialect.get(dialect.name) or self._compile(dialect)
         processors = compiled.processors

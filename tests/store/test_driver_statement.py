@@ -218,3 +218,27 @@ def test_the_key_s_claim_and_kept_answer_are_stored_as_sqlalchemy_would_store_th
     stored = _idempotency_rows(store)
     assert stored["by-driver"] == stored["by-core"]
     assert stored["by-driver"][3:5] == ("completed", "200")
+
+
+def test_on_a_connection_without_a_transaction_it_begins_one_as_sqlalchemy_would(store):
+    # SQLAlchemy begins a transaction on a connection's first statement ("autobegin"), and
+    # the caller decides: commit keeps the row, rollback drops it.
+    with store.engine.connect() as connection:
+        store.log.start(
+            request_id="r-dropped",
+            operation="createCustomer",
+            caller_key_id="k",
+            connection=connection,
+        )
+        assert connection.in_transaction()
+        connection.rollback()
+        store.log.start(
+            request_id="r-kept",
+            operation="createCustomer",
+            caller_key_id="k",
+            connection=connection,
+        )
+        connection.commit()
+
+    assert store.log.get("r-dropped") is None
+    assert store.log.get("r-kept")["request_id"] == "r-kept"
