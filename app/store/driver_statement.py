@@ -98,6 +98,20 @@ class DriverStatement:
         }
         # `state == "in_progress"`, `.values(state="completed")`: binds that carry a value
         literals = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        # A column default (`default=`, `onupdate=`) is computed by SQLAlchemy's execution,
+        # which this skips: such a column would silently be written NULL.
+        table = getattr(self._statement, "table", None)
+        defaulted = {
+            column.key
+            for column in (table.columns if table is not None else ())
+            if column.default is not None or column.onupdate is not None
+        }
+        unfilled = sorted(name for name in defaulted & literals.keys() if literals[name] is None)
+        if unfilled:
+            raise ValueError(
+                f"DriverStatement does not apply column defaults: give {', '.join(unfilled)} "
+                "a value (list it in `columns`)"
+            )
         order = tuple(compiled.positiontup or ()) if dialect.paramstyle in _POSITIONAL else None
         found = _Compiled(compiled.string, order, processors, literals)
         self._by_dialect[dialect.name] = found

@@ -242,3 +242,15 @@ def test_on_a_connection_without_a_transaction_it_begins_one_as_sqlalchemy_would
 
     assert store.log.get("r-dropped") is None
     assert store.log.get("r-kept")["request_id"] == "r-kept"
+
+
+def test_a_column_default_it_cannot_apply_is_refused_not_written_null(store):
+    # SQLAlchemy's execution computes `default=` values; the driver's cursor does not. A
+    # column with a default left out of `columns` must fail loudly, not store NULL.
+    # (`attempts` has default=0 in the model.)
+    keys = [key for key in _START_KEYS if key != "attempts"]
+    statement = DriverStatement(insert(entries).returning(entries.c.id), keys)
+    values = {key: value for key, value in _start_values("r-1").items() if key != "attempts"}
+
+    with store.engine.begin() as connection, pytest.raises(ValueError, match="attempts"):
+        statement.execute(connection, values)
