@@ -39,6 +39,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # How long SQLite waits for another connection's write lock before failing. Every write
 # transaction here is a few statements, so waiting this long means something is wrong.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_WAL_SWITCH_RETRY_S = 0.005
 
 # Any constant works; it only has to be the same in every instance of this service.
 # (crc32 of "stigg-flow-actions:migrate")
@@ -129,7 +130,7 @@ def _create_sqlite_engine(url: URL, **engine_options: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         # With WAL, NORMAL still survives a crash of the process (only a power cut can lose
         # the last commits) and halves the cost of each commit (bench/).
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -150,6 +151,26 @@ def _create_sqlite_engine(url: URL, **engine_options: Any) -> Engine:
             raise OperationalError("BEGIN IMMEDIATE", None, error) from error
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """`PRAGMA journal_mode = WAL`, retried while another process holds the lock it needs.
+
+    On a file still in rollback-journal mode (a new database) the switch needs a lock for
+    which SQLite does not call its busy handler: processes opening a new file at the same
+    moment (gunicorn's workers on a first start, the rate limiter beside the store) failed
+    about one race in three with "database is locked" (tests/store/test_db.py). Once the
+    file is in WAL mode the statement changes nothing and returns at once.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(SQLITE_WAL_SWITCH_RETRY_S)
 
 
 @contextmanager

@@ -62,6 +62,28 @@ def test_processes_migrating_at_once_all_succeed(database_url):
     engine.dispose()
 
 
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
+    # Switching a new file to WAL takes a lock for which SQLite does not wait (its busy
+    # timeout does not apply): without a retry about a third of such races failed one
+    # process with "database is locked" (gunicorn's workers, or a worker and the rate
+    # limiter, on a first start).
+    context = workers.process_context()
+    processes, races = 4, 20
+    urls = [f"sqlite:///{tmp_path / f'fresh-{race}.db'}" for race in range(races)]
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=workers.open_fresh_databases, args=(urls, barrier, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+
+    assert outcomes == [["opened"] * races] * processes
+
+
 def test_an_unreachable_server_is_refused_with_one_clear_line():
     url = "postgresql+psycopg://stigg:hunter2@127.0.0.1:1/provisioning?connect_timeout=2"
 

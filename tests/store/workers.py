@@ -56,6 +56,23 @@ def migrate_once(url, barrier, results) -> None:
         engine.dispose()
 
 
+def open_fresh_databases(urls, barrier, results) -> None:
+    """Like a gunicorn worker starting on a database file nobody has opened yet, once per
+    URL, all processes at the same moment: open a connection (the engine's set-up)."""
+    outcomes = []
+    for url in urls:
+        engine = create_engine_for(url)
+        try:
+            barrier.wait(timeout=60)
+            with engine.connect():
+                outcomes.append("opened")
+        except Exception as error:
+            outcomes.append(f"error: {error!r}")
+        finally:
+            engine.dispose()
+    results.put(outcomes)
+
+
 def claim_then_die(url, claimed, *, key: str, fingerprint: str, lock_s: float) -> None:
     """A worker that claims a key, starts writing, and is SIGKILLed mid-transaction."""
     engine = create_engine_for(url)
