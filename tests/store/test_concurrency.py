@@ -88,22 +88,14 @@ def test_two_instances_sharing_one_database_have_one_winner(database_url):
 
 def test_one_of_8_processes_wins_the_claim(database_url):
     Store.from_url(database_url).close()  # migrated once, as start-up does
-    context = workers.process_context()
     processes = 8
-    barrier, results = context.Barrier(processes), context.Queue()
-    children = [
-        context.Process(
-            target=workers.claim_once,
-            args=(database_url, barrier, results),
-            kwargs={"key": "one-key", "fingerprint": fingerprint(BODY)},
-        )
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    outcomes = [results.get(timeout=60) for _ in children]
-    for child in children:
-        child.join(timeout=60)
+    outcomes = workers.run_at_once(
+        workers.claim_once,
+        database_url,
+        processes=processes,
+        key="one-key",
+        fingerprint=fingerprint(BODY),
+    )
 
     assert Counter(outcomes) == {"Claimed": 1, "InProgress": processes - 1}
 

@@ -43,18 +43,8 @@ def test_the_revisions_build_exactly_what_the_models_describe(store):
 
 
 def test_processes_migrating_at_once_all_succeed(database_url):
-    context = workers.process_context()
     processes = 4
-    barrier, results = context.Barrier(processes), context.Queue()
-    children = [
-        context.Process(target=workers.migrate_once, args=(database_url, barrier, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    outcomes = [results.get(timeout=60) for _ in children]
-    for child in children:
-        child.join(timeout=60)
+    outcomes = workers.run_at_once(workers.migrate_once, database_url, processes=processes)
 
     assert outcomes == ["migrated"] * processes
     engine = create_engine_for(database_url)
@@ -67,19 +57,11 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
     # timeout does not apply): without a retry about a third of such races failed one
     # process with "database is locked" (gunicorn's workers, or a worker and the rate
     # limiter, on a first start).
-    context = workers.process_context()
     processes, races = 4, 20
     urls = [f"sqlite:///{tmp_path / f'fresh-{race}.db'}" for race in range(races)]
-    barrier, results = context.Barrier(processes), context.Queue()
-    children = [
-        context.Process(target=workers.open_fresh_databases, args=(urls, barrier, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    outcomes = [results.get(timeout=120) for _ in children]
-    for child in children:
-        child.join(timeout=60)
+    outcomes = workers.run_at_once(
+        workers.open_fresh_databases, urls, processes=processes, timeout_s=120
+    )
 
     assert outcomes == [["opened"] * races] * processes
 

@@ -21,6 +21,24 @@ def process_context():
     return context
 
 
+def run_at_once(target, *args, processes: int, timeout_s: float = 60, **kwargs) -> list:
+    """Start `processes` children running `target(*args, barrier, results, **kwargs)`,
+    which wait at one barrier to start together and each put one outcome on `results`;
+    the outcomes, in the order they came."""
+    context = process_context()
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=target, args=(*args, barrier, results), kwargs=kwargs)
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=timeout_s) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    return outcomes
+
+
 def claim_once(url, barrier, results, *, key: str, fingerprint: str) -> None:
     """Like one gunicorn worker receiving the request: its own engine, one claim."""
     engine = create_engine_for(url)
