@@ -43,6 +43,7 @@ class _Compiled:
     order: tuple[str, ...] | None  # the parameter names in positional order
     processors: dict[str, Any]  # name -> the column type's bind processor
     literals: dict[str, Any]  # name -> value, for the statement's own literals
+    names: frozenset[str]  # every parameter the statement takes
 
 
 class DriverStatement:
@@ -67,6 +68,11 @@ class DriverStatement:
             connection.begin()
         dialect = connection.dialect
         compiled = self._by_dialect.get(dialect.name) or self._compile(dialect)
+        if not values.keys() <= compiled.names:
+            # The driver would drop it without a word (a positional statement takes only
+            # its own parameters): a value added to a call but not to `columns`.
+            unknown = ", ".join(sorted(values.keys() - compiled.names))
+            raise ValueError(f"DriverStatement takes no parameter {unknown}: add it to `columns`")
         processors = compiled.processors
         if compiled.literals:
             values = compiled.literals | values
@@ -113,6 +119,6 @@ class DriverStatement:
                 "a value (list it in `columns`)"
             )
         order = tuple(compiled.positiontup or ()) if dialect.paramstyle in _POSITIONAL else None
-        found = _Compiled(compiled.string, order, processors, literals)
+        found = _Compiled(compiled.string, order, processors, literals, frozenset(compiled.binds))
         self._by_dialect[dialect.name] = found
         return found

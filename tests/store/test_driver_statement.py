@@ -254,3 +254,13 @@ def test_a_column_default_it_cannot_apply_is_refused_not_written_null(store):
 
     with store.engine.begin() as connection, pytest.raises(ValueError, match="attempts"):
         statement.execute(connection, values)
+
+
+def test_a_value_for_a_column_the_statement_does_not_set_is_refused_not_dropped(store):
+    # A field added to the values but not to `columns` would otherwise never be written
+    # (the positional statement SQLite gets has no place for it).
+    keys = [key for key in _START_KEYS if key != "correlation_id"]
+    statement = DriverStatement(insert(entries).returning(entries.c.id), keys)
+
+    with store.engine.begin() as connection, pytest.raises(ValueError, match="correlation_id"):
+        statement.execute(connection, _start_values("r-1"))
