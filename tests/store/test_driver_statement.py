@@ -7,9 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
-from app.store import StoreError
+from app.store import Store, StoreError
 from app.store.driver_statement import DriverStatement
 from app.store.idempotency import records
 from app.store.provisioning_log import _FINISH_KEYS, _START_KEYS, entries
@@ -104,8 +105,6 @@ def test_the_log_s_statements_go_to_the_driver_not_through_sqlalchemy(store):
     def seen(*args):
         executed.append(args[2])
 
-    from sqlalchemy import event
-
     event.listen(store.engine, "before_cursor_execute", seen)
     entry_id = store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
     assert store.log.finish(
@@ -118,8 +117,6 @@ def test_the_log_s_statements_go_to_the_driver_not_through_sqlalchemy(store):
 
 
 def test_a_constraint_the_row_breaks_is_sqlalchemy_s_integrity_error(store):
-    from sqlalchemy.exc import IntegrityError
-
     store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
     with pytest.raises(IntegrityError) as raised:
         store.log.start(request_id="r-1", operation="createCustomer", caller_key_id="k")
@@ -128,8 +125,6 @@ def test_a_constraint_the_row_breaks_is_sqlalchemy_s_integrity_error(store):
 
 @pytest.mark.postgres
 def test_a_connection_lost_mid_transaction_is_a_store_error(postgres_url, postgres_admin):
-    from app.store import Store
-
     store = Store.from_url(postgres_url, engine_options={"pool_size": 1})
     with pytest.raises(StoreError), store.transaction() as connection:
         backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
