@@ -155,8 +155,14 @@ class Ledger:
         key with another body, a key still running) after finishing the entry.
         """
         started = time.monotonic()
-        log_fields = self._log_fields(
-            operation, caller_key_id, idempotency_key, payload, correlation_id
+        row = self._row(
+            operation,
+            caller_key_id,
+            idempotency_key,
+            payload,
+            correlation_id,
+            replay_of=replay_of,
+            batch_item_id=batch_item_id,
         )
         claim_args = None
         if idempotency_key is not None:
@@ -169,20 +175,15 @@ class Ledger:
                 "lock_s": self.lock_s,
                 "ttl_s": self.ttl_s,
             }
+
+        def write_row(connection):
+            log_id = self.store.log.start(connection=connection, **row)
+            if claim_args is None:
+                return log_id, None
+            return log_id, self.store.idempotency.claim_if_new(connection, **claim_args)
+
         try:
-            with self.store.deferred.transaction() as connection:
-                log_id = self.store.log.start(
-                    payload=payload,
-                    replay_of=replay_of,
-                    batch_item_id=batch_item_id,
-                    connection=connection,
-                    **log_fields,
-                )
-                claim = (
-                    self.store.idempotency.claim_if_new(connection, **claim_args)
-                    if claim_args
-                    else None
-                )
+            log_id, claim = self.store.group_commit.run(write_row)
         except StoreError as error:
             raise store_unavailable(error) from error
         entry = Entry(self, log_id, operation, started)
@@ -241,27 +242,30 @@ class Ledger:
         """Log a request refused before any work (invalid, unreadable): one row, written
         finished. A log that is down does not change the refusal."""
         started = time.monotonic()
-        log_fields = self._log_fields(
-            operation, caller_key_id, idempotency_key, payload, correlation_id
+        row = self._row(
+            operation,
+            caller_key_id,
+            idempotency_key,
+            payload,
+            correlation_id,
+            replay_of=replay_of,
+            batch_item_id=batch_item_id,
         )
+
+        def write_refused_row(connection):
+            log_id = self.store.log.start(connection=connection, **row)
+            self.store.log.finish(
+                log_id,
+                outcome=_failure_outcome(error),
+                http_status=error.status,
+                attempts=0,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                connection=connection,
+                **_error_details(error),
+            )
+
         try:
-            with self.store.deferred.transaction() as connection:
-                log_id = self.store.log.start(
-                    payload=payload,
-                    replay_of=replay_of,
-                    batch_item_id=batch_item_id,
-                    connection=connection,
-                    **log_fields,
-                )
-                self.store.log.finish(
-                    log_id,
-                    outcome=_failure_outcome(error),
-                    http_status=error.status,
-                    attempts=0,
-                    duration_ms=int((time.monotonic() - started) * 1000),
-                    connection=connection,
-                    **_error_details(error),
-                )
+            self.store.group_commit.run(write_refused_row)
         except StoreError as store_error:
             log.error("could not log a refused request: %s", store_error)
         _report(
@@ -274,7 +278,11 @@ class Ledger:
         )
 
     @staticmethod
-    def _log_fields(operation, caller_key_id, idempotency_key, payload, correlation_id) -> dict:
+    def _row(
+        operation, caller_key_id, idempotency_key, payload, correlation_id, **links
+    ) -> dict:
+        """The log row's values (`links`: replay_of, batch_item_id); binds the request's
+        fields for its log lines."""
         account_id, opportunity_id = salesforce_ids(payload)
         fields = {
             "operation": operation,
@@ -286,6 +294,8 @@ class Ledger:
         bind_request_fields(correlation_id=correlation_id, **fields)
         return {
             **fields,
+            **links,
+            "payload": payload,
             "request_id": current_request_id() or "",
             "correlation_id": correlation_id,
         }

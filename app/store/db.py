@@ -26,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 from app.store.batches import BatchStore
 from app.store.deferred import DeferredWrites
 from app.store.errors import StoreError, describe, first_line, transaction
+from app.store.group_commit import GroupCommit
 from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
 from app.store.provisioning_log import ProvisioningLog
@@ -279,6 +280,9 @@ class Store:
         # Outcomes committed after the answer (OUTCOME_WRITE_DELAY_MS); reads in this
         # process flush them first, so it always sees its own writes.
         self.deferred = DeferredWrites(engine, delay_s=outcome_delay_s)
+        # Each request's row before any work, committed with those of the threads that
+        # arrive at the same moment (and the deferred outcomes).
+        self.group_commit = GroupCommit(engine, self.deferred)
         self.idempotency = IdempotencyStore(engine, clock=clock, before_read=self.deferred.flush)
         self.log = ProvisioningLog(engine, clock=clock, before_read=self.deferred.flush)
         self.batches = BatchStore(engine, clock=clock)

@@ -6,10 +6,10 @@ the process dies in between, the row simply stays `in_progress`, exactly as if i
 mid-request, and the machinery for that case (a claim that lapses, a retry or `replay`
 whose create-once look-up finds what was created) already makes it safe.
 
-Deferred writes ride along the next write transaction this process opens for a request
-(`transaction()`: one commit for the new request's row and the last ones' outcomes instead
-of one each), and a background thread commits whatever no request picked up within
-`delay_s`. `flush()` commits them at once: reads of the log and the idempotency records in
+Deferred writes ride along the next write transaction this process opens for requests
+(app/store/group_commit.py: one commit for the new requests' rows and the last ones'
+outcomes instead of one each), and a background thread commits whatever no request picked
+up within `delay_s`. `flush()` commits them at once: reads of the log and the idempotency records in
 this process call it first, and so does a worker that is stopping.
 """
 
@@ -20,8 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine
 
@@ -72,24 +71,18 @@ class DeferredWrites:
             # the rest: no wake-up per request.
             self._wake.set()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction that first applies the pending writes, committed with it.
-
-        If it fails, they go back to the queue for the background thread, which commits
-        them on their own (so a write that cannot be committed never fails another
-        request twice)."""
+    def take(self) -> list[Write]:
+        """The pending writes, for a transaction about to be committed (GroupCommit). What
+        it cannot commit goes back with `give_back`."""
         with self._lock:
             taken, self._pending = self._pending, []
-        try:
-            with transaction(self._engine) as connection:
-                for write in taken:
-                    write(connection)
-                yield connection
-        except BaseException:
-            if taken:
-                self._requeue(taken)
-            raise
+        return taken
+
+    def give_back(self, writes: list[Write]) -> None:
+        """Writes taken and not committed: the background thread commits them on their own
+        (so a write that cannot be committed never fails another request twice)."""
+        if writes:
+            self._requeue(writes)
 
     def flush(self) -> None:
         """Commit every pending write now. Raises StoreError if the database is down (they

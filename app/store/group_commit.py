@@ -1,0 +1,153 @@
+"""Requests' rows committed together: one transaction for the threads that arrive at once.
+
+Every request commits its provisioning-log row (and its key's claim) before any work. In
+a worker process whose threads arrive at the store together, each used to take the
+process's one connection in turn, and on SQLite the write lock between processes, and
+commit alone: a BEGIN, a commit of a row with its index entries, and a lock hand-over
+per request.
+
+Here the first thread to arrive leads: it opens one transaction, runs its own write and
+those of every thread that queued behind it, commits once and hands each thread its own
+result. A thread that arrives while a leader commits waits for that commit to end; then
+it has either been carried by the next leader, or leads itself. Alone (one request at a
+time) a thread leads at once: nothing is added but a lock.
+
+Nothing a request is told depends on the others' writes: its results are handed over
+only after the commit, a write refused by the database (a bug, never an outage) is run
+again alone so that only its own request fails, and an outage fails each request of the
+batch with the retryable StoreError it would have had alone. The outcomes the process
+deferred (app/store/deferred.py) ride in the same transaction, as they rode in each
+request's before.
+
+PostgreSQL: two batches in two processes that claim the same two new keys in opposite
+orders can deadlock; PostgreSQL aborts one after `deadlock_timeout` (1 s), and its
+requests get the retryable 503. Two keys claimed at the same moment by two requests
+each: not something Salesforce sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from app.store.deferred import DeferredWrites
+from app.store.errors import StoreError, transaction
+
+log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+
+class _Ticket(Generic[Result]):
+    """One thread's write, and what became of it once its batch was committed."""
+
+    __slots__ = ("error", "result", "settled", "write")
+
+    def __init__(self, write: Callable[[Connection], Result]) -> None:
+        self.write = write
+        self.settled = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def succeed(self, result: Result) -> None:
+        self.result, self.settled = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.settled = error, True
+
+    def outcome(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Thread-safe; one per process (a Store's)."""
+
+    def __init__(self, engine: Engine, deferred: DeferredWrites) -> None:
+        self._engine = engine
+        self._deferred = deferred
+        self._changed = threading.Condition(threading.Lock())
+        self._queued: list[_Ticket] = []
+        self._leading = False
+
+    def run(self, write: Callable[[Connection], Result]) -> Result:
+        """`write(connection)` committed, perhaps with other threads' writes; its result.
+
+        Raises StoreError if the database is down (nothing of it was committed), or what
+        `write` raised when run alone.
+        """
+        ticket = _Ticket(write)
+        with self._changed:
+            self._queued.append(ticket)
+            while self._leading and not ticket.settled:
+                self._changed.wait()
+            if ticket.settled:
+                return ticket.outcome()
+            self._leading = True
+            batch, self._queued = self._queued, []
+        try:
+            self._commit(batch)
+        finally:
+            with self._changed:
+                self._leading = False
+                self._changed.notify_all()
+        return ticket.outcome()
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        """Settle every ticket of the batch, whatever happens."""
+        carried = self._deferred.take()
+        try:
+            with transaction(self._engine) as connection:
+                for deferred_write in carried:
+                    deferred_write(connection)
+                results = [ticket.write(connection) for ticket in batch]
+        except StoreError as error:
+            self._deferred.give_back(carried)
+            for ticket in batch:
+                ticket.fail(_own_copy(error))
+            return
+        except Exception as error:
+            # One of the writes was refused. The outcomes go back to the background
+            # thread, which commits them one by one; each request's write is run alone.
+            self._deferred.give_back(carried)
+            if len(batch) == 1 and not carried:
+                batch[0].fail(error)
+                return
+            for ticket in batch:
+                self._commit_alone(ticket)
+            return
+        except BaseException as error:
+            # The leading thread itself is being stopped: it raises this, the others a
+            # StoreError, so that no thread waits for ever.
+            self._deferred.give_back(carried)
+            for ticket in batch:
+                ticket.fail(_interrupted(error))
+            raise
+        for ticket, result in zip(batch, results, strict=True):
+            ticket.succeed(result)
+
+    def _commit_alone(self, ticket: _Ticket) -> None:
+        try:
+            with transaction(self._engine) as connection:
+                result = ticket.write(connection)
+        except Exception as error:
+            ticket.fail(error)
+        else:
+            ticket.succeed(result)
+
+
+def _own_copy(error: StoreError) -> StoreError:
+    """Each waiting thread raises an exception of its own (one exception object raised
+    in several threads at once would have its traceback written by all of them)."""
+    copy = StoreError(str(error))
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+def _interrupted(error: BaseException) -> StoreError:
+    return StoreError(f"the thread committing this request's row was stopped ({error!r})")
