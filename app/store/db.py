@@ -56,6 +56,9 @@ POSTGRES_MIGRATION_LOCK_TIMEOUT = "60s"
 # workers x instances x 15 under PostgreSQL's max_connections (100 by default).
 POOL_OPTIONS = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 5}
 
+# The DATABASE_URL parameter that sets when psycopg prepares statements (none: never).
+PREPARE_THRESHOLD = "prepare_threshold"
+
 # A pooled PostgreSQL connection is pinged before use only when it sat unused this long.
 # What kills a pooled connection (a failover, a restart, an idle timeout in a proxy) finds
 # it idle; pinging one handed back a moment ago cost a round trip per transaction, a
@@ -84,9 +87,41 @@ def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     if url.drivername in ("postgres", "postgresql"):
         # A URL without a driver would mean psycopg2, which is not installed: use psycopg 3.
         url = url.set(drivername="postgresql+psycopg")
+    url, connect_args = _psycopg_connect_args(url)
+    if connect_args:
+        engine_options = engine_options | {
+            "connect_args": engine_options.get("connect_args", {}) | connect_args
+        }
     engine = create_engine(url, **(POOL_OPTIONS | engine_options))
     _ping_when_idle(engine, PING_IF_IDLE_S)
     return engine
+
+
+def _psycopg_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
+    """`?prepare_threshold=` taken out of the URL (libpq would refuse it) for psycopg.
+
+    psycopg prepares a statement once a connection has run it five times. A pooler that
+    hands a server connection to another client between transactions (PgBouncer in
+    transaction mode before 1.21, or without `max_prepared_statements`) then fails requests
+    with "prepared statement ... does not exist"; `none` turns preparing off, a number sets
+    after how many runs it starts (0: at once).
+    """
+    if PREPARE_THRESHOLD not in url.query:
+        return url, {}
+    raw = url.query[PREPARE_THRESHOLD]
+    bare = url.difference_update_query([PREPARE_THRESHOLD])
+    where = f"database at {describe(bare)}"
+    if isinstance(raw, tuple):
+        raise StoreError(f"{where}: {PREPARE_THRESHOLD} is given more than once")
+    value = raw.strip().lower()
+    if value == "none":
+        return bare, {PREPARE_THRESHOLD: None}
+    if value.isdigit() and value.isascii() and len(value) <= 9:
+        return bare, {PREPARE_THRESHOLD: int(value)}
+    raise StoreError(
+        f"{where}: {PREPARE_THRESHOLD} must be a whole number of runs, or none to never "
+        f"prepare statements (got {raw[:20]!r})"
+    )
 
 
 def _ping_when_idle(engine: Engine, idle_s: float) -> None:

@@ -53,6 +53,7 @@ OURS = (
 BAD_SETTINGS = [
     ("LOG_LEVEL", "BOGUS"),
     ("DATABASE_URL", "garbage"),
+    ("DATABASE_URL", "postgresql://stigg:hunter2@127.0.0.1:9/stigg?prepare_threshold=never"),
     ("MAX_BODY_BYTES", "inf"),
     ("MAX_BODY_BYTES", "0.5"),
     ("IDEMPOTENCY_TTL_S", "inf"),

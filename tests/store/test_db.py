@@ -7,8 +7,10 @@ import time
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect, make_url, text
 
+from app.ledger import Ledger
+from app.request_context import new_request_id
 from app.store import Store, StoreError, create_engine_for, migrate
 from app.store.db import current_revision, head_revision
 from app.store.models import Base
@@ -254,3 +256,82 @@ def test_a_postgres_connection_used_a_moment_ago_is_not_pinged(
 
     assert store.log.get(entry_id)["request_id"] == "r-next"
     store.close()
+
+
+def _prepared_statements_after_repeating_one(engine, times: int) -> int:
+    """How many statements the server holds prepared for a connection that ran one
+    statement `times` times."""
+    with engine.connect() as connection:
+        for _ in range(times):
+            connection.execute(text("SELECT 1 WHERE 1 = :one"), {"one": 1})
+        return connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+
+
+@pytest.mark.postgres
+def test_psycopg_prepares_a_statement_it_repeats_unless_the_url_says_none(postgres_url):
+    preparing = create_engine_for(postgres_url)
+    never = create_engine_for(
+        make_url(postgres_url).update_query_dict({"prepare_threshold": "none"})
+    )
+    at_once = create_engine_for(
+        make_url(postgres_url).update_query_dict({"prepare_threshold": "0"})
+    )
+    try:
+        assert _prepared_statements_after_repeating_one(preparing, 8) >= 1
+        assert _prepared_statements_after_repeating_one(never, 8) == 0
+        assert _prepared_statements_after_repeating_one(at_once, 1) >= 1
+    finally:
+        for engine in (preparing, never, at_once):
+            engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_store_works_behind_a_pooler_that_forbids_prepared_statements(postgres_url):
+    url = make_url(postgres_url).update_query_dict({"prepare_threshold": "none"})
+    store = Store.from_url(url.render_as_string(hide_password=False))
+    try:
+        ledger = Ledger(store, ttl_s=3600, lock_s=60)
+        for number in range(8):  # more than psycopg's default threshold of five
+            new_request_id()
+            entry, _ = ledger.open(
+                operation="createCreditGrant",
+                caller_key_id="caller",
+                payload={"amount": number},
+                idempotency_key=f"key-{number}",
+                fingerprint="f" * 64,
+            )
+            entry.succeeded({"creditGrantId": f"grant-{number}"})
+        store.deferred.flush()
+        with store.engine.connect() as connection:
+            assert (
+                connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+                == 0
+            )
+        assert [row["outcome"] for row in store.log.list(limit=10)] == ["succeeded"] * 8
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "why"),
+    [
+        ("never", "prepare_threshold must be a whole number of runs, or none"),
+        ("-1", "prepare_threshold must be a whole number of runs, or none"),
+        ("1e3", "prepare_threshold must be a whole number of runs, or none"),
+    ],
+)
+def test_a_prepare_threshold_that_is_not_a_number_is_refused_without_the_password(threshold, why):
+    url = f"postgresql://stigg:hunter2@db/provisioning?prepare_threshold={threshold}"
+    with pytest.raises(StoreError) as refused:
+        Store.from_url(url)
+
+    assert str(refused.value).startswith(
+        f"database at postgresql+psycopg://stigg:***@db/provisioning: {why}"
+    )
+    assert "hunter2" not in str(refused.value)
+
+
+def test_a_prepare_threshold_given_twice_is_refused():
+    url = "postgresql://stigg@db/provisioning?prepare_threshold=none&prepare_threshold=5"
+    with pytest.raises(StoreError, match="prepare_threshold is given more than once"):
+        Store.from_url(url)
