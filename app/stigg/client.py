@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4
 # Below this much time left, an attempt cannot succeed; fail fast instead.
 MIN_ATTEMPT_S = 0.05
+# Servers close a keep-alive connection that sat idle for a while (the sandbox's gunicorn
+# after 2 s, load balancers after a minute or so). A request written on one just as it
+# closes is lost without an answer, and Stigg may or may not have run it. Reads and upserts
+# are resent, creations looked up; a workflow trigger can be neither
+# (WORKFLOW_OUTCOME_UNKNOWN), so it goes out on a new connection after this much idle time.
+FRESH_CONNECTION_AFTER_IDLE_S = 1.0
 
 
 class _UpstreamHTTPError(Exception):
@@ -165,23 +171,32 @@ class StiggClient:
             "{subscriptionId}", quote(subscription_id, safe="")
         )
 
-    def _gql_session(self):
-        session = getattr(self._local, "session", None)
+    def _gql_session(self, operation: Operation):
+        """This thread's session: one keep-alive connection to Stigg, reused, except that
+        a call whose lost answer is final goes out on a new connection when this one sat
+        idle FRESH_CONNECTION_AFTER_IDLE_S or more."""
+        local = self._local
+        session = getattr(local, "session", None)
         if session is None:
             transport = _StatusAwareTransport(
                 url=self.api_url, headers=self._headers, timeout=self.timeout_s, retries=0
             )
             session = Client(transport=transport, fetch_schema_from_transport=False).connect_sync()
-            self._local.session = session
+            local.session = session
+        elif (
+            operation.lost_answer_is_final
+            and time.monotonic() - local.last_used >= FRESH_CONNECTION_AFTER_IDLE_S
+        ):
+            # requests' Session.close drops the pooled connections; the next call opens one.
+            session.transport.session.close()
         return session
 
     def attempt(self, operation: Operation, variables: dict, timeout_s: float) -> dict:
         """One HTTP round trip; every failure comes out as a StiggFailure, its
         `attempt_result` saying how the attempt ended."""
+        session = self._gql_session(operation)
         try:
-            data = self._gql_session().execute(
-                _PrintedRequest(operation, variables), timeout=timeout_s
-            )
+            data = session.execute(_PrintedRequest(operation, variables), timeout=timeout_s)
         except TransportQueryError as exc:
             graphql_errors = exc.errors or [{"message": str(exc)}]
             failure = errors.from_graphql_errors(graphql_errors)
@@ -194,6 +209,9 @@ class StiggClient:
             raise _ended(failure, metrics.BAD_RESPONSE) from exc
         except TransportConnectionFailed as exc:
             raise _connection_failure(exc.__cause__) from exc
+        finally:
+            # When the connection was last used: idle time counts from the answer.
+            self._local.last_used = time.monotonic()
         if not isinstance(data, dict) or operation.result_key not in data:
             failure = errors.bad_response(f"no {operation.result_key} in the answer")
             raise _ended(failure, metrics.BAD_RESPONSE)

@@ -44,6 +44,10 @@ RESEND_RULES = {
     "TriggerWorkflow": Resend.ONLY_IF_NOT_EXECUTED,
 }
 
+# Calls whose answer, once lost after sending, nothing can make up for: not resent, and no
+# look-up finds what they did (the creations have one, actions/once.py).
+LOST_ANSWER_IS_FINAL = frozenset({"TriggerWorkflow"})
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -57,6 +61,8 @@ class Operation:
     result_key: str
     resend: Resend
     is_mutation: bool
+    # In LOST_ANSWER_IS_FINAL: sent on a connection that cannot have gone stale (client.py).
+    lost_answer_is_final: bool = False
 
 
 @functools.cache
@@ -72,6 +78,13 @@ def load_operations() -> dict[str, Operation]:
         result_key = (selection.alias or selection.name).value
         is_mutation = definition.operation.value == "mutation"
         operations[name] = Operation(
-            name, document, print_ast(document), field_name, result_key, resend, is_mutation
+            name,
+            document,
+            print_ast(document),
+            field_name,
+            result_key,
+            resend,
+            is_mutation,
+            lost_answer_is_final=name in LOST_ANSWER_IS_FINAL,
         )
     return operations
