@@ -156,13 +156,8 @@ class Ledger:
         """
         started = time.monotonic()
         row = self._row(
-            operation,
-            caller_key_id,
-            idempotency_key,
-            payload,
-            correlation_id,
-            replay_of=replay_of,
-            batch_item_id=batch_item_id,
+            operation, caller_key_id, idempotency_key, payload, correlation_id, replay_of,
+            batch_item_id
         )
         claim_args = None
         if idempotency_key is not None:
@@ -243,13 +238,8 @@ class Ledger:
         finished. A log that is down does not change the refusal."""
         started = time.monotonic()
         row = self._row(
-            operation,
-            caller_key_id,
-            idempotency_key,
-            payload,
-            correlation_id,
-            replay_of=replay_of,
-            batch_item_id=batch_item_id,
+            operation, caller_key_id, idempotency_key, payload, correlation_id, replay_of,
+            batch_item_id
         )
 
         def write_refused_row(connection):
@@ -279,10 +269,9 @@ class Ledger:
 
     @staticmethod
     def _row(
-        operation, caller_key_id, idempotency_key, payload, correlation_id, **links
+        operation, caller_key_id, idempotency_key, payload, correlation_id, replay_of, batch_item_id
     ) -> dict:
-        """The log row's values (`links`: replay_of, batch_item_id); binds the request's
-        fields for its log lines."""
+        """The log row's values; binds the request's fields for its log lines."""
         account_id, opportunity_id = salesforce_ids(payload)
         fields = {
             "operation": operation,
@@ -294,7 +283,8 @@ class Ledger:
         bind_request_fields(correlation_id=correlation_id, **fields)
         return {
             **fields,
-            **links,
+            "replay_of": replay_of,
+            "batch_item_id": batch_item_id,
             "payload": payload,
             "request_id": current_request_id() or "",
             "correlation_id": correlation_id,
