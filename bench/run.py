@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -441,6 +443,30 @@ def _base36(number: int) -> str:
 # --- scenarios ------------------------------------------------------------------------------
 
 
+def connections_per_worker(port: str) -> list[int]:
+    """How the established connections to `port` are split over the processes serving it,
+    busiest first (`ss`; empty if it is missing). wrk's keep-alive connections stay with
+    the worker that accepted them for the whole run, and the split changes from run to run:
+    a worker holding half of them queues for its GIL (README, "100 ms upstream")."""
+    try:
+        listing = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return split_by_process(listing)
+
+
+def split_by_process(ss_listing: str) -> list[int]:
+    """Connections per process in `ss -p` output, busiest first."""
+    per_process = Counter(re.findall(r"pid=(\d+)", ss_listing))
+    return sorted(per_process.values(), reverse=True)
+
+
 def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> dict:
     server = bench.servers[target.server]
     url = server.base_url + target.path
@@ -452,7 +478,14 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
     pids = server.worker_pids()
     sandbox_pids = bench.servers["sandbox"].worker_pids()
     cpu_before, sandbox_cpu_before = cpu_seconds(pids), cpu_seconds(sandbox_pids)
+    split: list[int] = []
+    sampler = threading.Timer(
+        bench.args.duration / 2,
+        lambda: split.extend(connections_per_worker(server.base_url.rsplit(":", 1)[1])),
+    )
+    sampler.start()
     result = bench.wrk.run(url, target, connections=connections, seconds=bench.args.duration)
+    sampler.join()
     cpu_used = cpu_seconds(pids) - cpu_before
     sandbox_cpu_used = cpu_seconds(sandbox_pids) - sandbox_cpu_before
     upstream = bench.sandbox.stats()["requests"] - stats_before
@@ -475,6 +508,7 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
         "max_ms": result["latency_us"]["max"] / 1000,
         "cpu_ms_per_request": 1000 * cpu_used / done,
         "sandbox_cpu_ms_per_request": 1000 * sandbox_cpu_used / done,
+        "connections_per_worker": split,
         "wrk": result,
     }
     if target.server == "sandbox":
@@ -484,7 +518,8 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
         f"  {target.name:<28} c={connections:<3} delay={delay_ms:<3} "
         f"{row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
         f"errors {errors}  upstream/req {row['upstream_calls_measured']}  "
-        f"cpu {row['cpu_ms_per_request']:.2f} ms/req",
+        f"cpu {row['cpu_ms_per_request']:.2f} ms/req"
+        + (f"  per worker {'/'.join(map(str, split))}" if len(split) > 1 else ""),
         flush=True,
     )
     return row
@@ -504,6 +539,7 @@ def combine_rounds(rows: list[dict]) -> list[dict]:
         for key in ("requests", "errors"):
             row[key] = sum(r[key] for r in group)
         row["max_ms"] = max(r["max_ms"] for r in group)
+        row["connections_per_worker"] = [r.get("connections_per_worker") for r in group]
         row["rounds"] = len(group)
         combined.append(row)
     return combined

@@ -57,3 +57,16 @@ def test_the_baseline_forwards_a_document_the_sandbox_accepts(bench):
 
     assert response.status_code == 200
     assert "errors" not in response.get_json(), response.get_json()
+
+
+def test_the_connections_split_is_counted_per_process_busiest_first(bench):
+    listing = (
+        '0 0 127.0.0.1:8080 127.0.0.1:51000 users:(("gunicorn",pid=11,fd=12))\n'
+        '0 0 127.0.0.1:8080 127.0.0.1:51001 users:(("gunicorn",pid=12,fd=13))\n'
+        '0 0 127.0.0.1:8080 127.0.0.1:51002 users:(("gunicorn",pid=12,fd=14))\n'
+        '0 0 127.0.0.1:8080 127.0.0.1:51003 users:(("gunicorn",pid=13,fd=15))\n'
+        '0 0 127.0.0.1:8080 127.0.0.1:51004 users:(("gunicorn",pid=12,fd=16))\n'
+    )
+
+    assert bench.split_by_process(listing) == [3, 1, 1]
+    assert bench.split_by_process("") == []
