@@ -539,7 +539,7 @@ def combine_rounds(rows: list[dict]) -> list[dict]:
         for key in ("requests", "errors"):
             row[key] = sum(r[key] for r in group)
         row["max_ms"] = max(r["max_ms"] for r in group)
-        row["connections_per_worker"] = [r.get("connections_per_worker") for r in group]
+        row["connections_per_worker"] = [r["connections_per_worker"] for r in group]
         row["rounds"] = len(group)
         combined.append(row)
     return combined

@@ -9,8 +9,8 @@ whose create-once look-up finds what was created) already makes it safe.
 Deferred writes ride along the next write transaction this process opens for requests
 (app/store/group_commit.py: one commit for the new requests' rows and the last ones'
 outcomes instead of one each), and a background thread commits whatever no request picked
-up within `delay_s`. `flush()` commits them at once: reads of the log and the idempotency records in
-this process call it first, and so does a worker that is stopping.
+up within `delay_s`. `flush()` commits them at once: reads of the log and the idempotency
+records in this process call it first, and so does a worker that is stopping.
 """
 
 from __future__ import annotations
