@@ -29,7 +29,8 @@ SUBSCRIPTION = {"salesforceAccountId": ACCOUNT_15, "planId": "plan-pro"}
 def app(database_url):
     app = create_app({**BASE_CONFIG, "DATABASE_URL": database_url, "BATCH_MAX_ITEMS": "5"})
     app.testing = True
-    return app
+    yield app
+    app.extensions["store"].close()  # before the PostgreSQL schema is dropped
 
 
 @pytest.fixture

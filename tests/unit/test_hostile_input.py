@@ -176,7 +176,8 @@ def test_a_comment_may_span_lines(caller, stigg):
 def app_on(database_url):
     app = create_app({**BASE_CONFIG, "DATABASE_URL": database_url})
     app.testing = True
-    return app
+    yield app
+    app.extensions["store"].close()  # before the PostgreSQL schema is dropped
 
 
 def test_a_nul_anywhere_leaves_a_finished_log_row_on_both_databases(app_on, stigg):
