@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+
+from app.ids import time_ordered_id
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # What every log line about the current request carries besides its ID.
@@ -18,8 +19,9 @@ _SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 def new_request_id() -> str:
     """Start a request: request IDs are always ours, so they are unique (the log keys on
-    them). A caller's own ID is a correlation ID (`correlation_id`)."""
-    return set_request_id(uuid.uuid4().hex)
+    them; time-ordered, see app/ids.py). A caller's own ID is a correlation ID
+    (`correlation_id`)."""
+    return set_request_id(time_ordered_id())
 
 
 def set_request_id(request_id: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from app.ids import time_ordered_id
 from app.store.driver_statement import DriverStatement
 from app.store.errors import database_errors_as_store_error, transaction
 from app.store.models import IdempotencyRecord, utc_now
@@ -249,7 +249,7 @@ class IdempotencyStore:
     ) -> dict[str, Any]:
         now = self._clock()
         return {
-            "id": uuid.uuid4().hex,
+            "id": time_ordered_id(),
             "fingerprint": fingerprint,
             "state": "in_progress",
             "response_status": None,
