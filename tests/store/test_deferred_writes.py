@@ -123,6 +123,37 @@ def test_the_background_thread_leaves_alone_what_a_request_carried_within_the_de
     assert store.deferred.pending() == 0
 
 
+def test_an_outcome_added_while_the_thread_sleeps_on_an_empty_queue_still_waits_one_delay(
+    open_store,
+):
+    """Once the requests carried what it waited for, the thread looks again a delay later
+    instead of being woken by every request's outcome: an outcome added in between must
+    still be committed one delay after it was added, not two."""
+    delay_s = 0.5
+    store = open_store(outcome_delay_s=delay_s)
+    other = open_store()
+    ledger = ledger_on(store)
+    first = open_entry(ledger)
+    first.succeeded(BODY)  # the thread now waits for it to fall due
+    time.sleep(0.05)
+    open_entry(ledger).succeeded(BODY)  # carries it; this one's outcome is pending now
+    time.sleep(0.05)
+    store.group_commit.run(lambda connection: None)  # a request carries that one too
+    # The thread finds nothing pending at 0.5 s and sleeps on to 1.0 s; this one, added at
+    # 0.6 s, is due at 1.1 s (a thread that slept a whole delay again would commit it at 1.5).
+    time.sleep(0.5)
+    late = open_entry(ledger)
+    late.succeeded(BODY)
+    added = time.monotonic()
+
+    while outcome(other, late) == "in_progress" and time.monotonic() - added < 3:
+        time.sleep(0.01)
+    committed_after_s = time.monotonic() - added
+
+    assert outcome(other, late) == "succeeded"
+    assert committed_after_s < delay_s + 0.25
+
+
 def test_the_process_that_answered_reads_its_own_outcomes(open_store):
     store = open_store(outcome_delay_s=NEVER_S)
     entry = open_entry(ledger_on(store))
