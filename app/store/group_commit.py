@@ -32,10 +32,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from app.store.deferred import DeferredWrites
-from app.store.errors import StoreError, transaction
+from app.store.driver_transaction import DriverConnection, driver_transaction
+from app.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class _Ticket(Generic[Result]):
 
     __slots__ = ("error", "result", "settled", "write")
 
-    def __init__(self, write: Callable[[Connection], Result]) -> None:
+    def __init__(self, write: Callable[[DriverConnection], Result]) -> None:
         self.write = write
         self.settled = False
         self.result: Any = None
@@ -74,9 +75,14 @@ class GroupCommit:
         self._changed = threading.Condition(threading.Lock())
         self._queued: list[_Ticket] = []
         self._leading = False
+        # Transactions committed, and the rows of requests they carried (for tests, and
+        # for anyone asking how many requests share a commit).
+        self.commits = 0
+        self.committed_writes = 0
 
-    def run(self, write: Callable[[Connection], Result]) -> Result:
+    def run(self, write: Callable[[DriverConnection], Result]) -> Result:
         """`write(connection)` committed, perhaps with other threads' writes; its result.
+        Its statements are DriverStatements (app/store/driver_statement.py).
 
         Raises StoreError if the database is down (nothing of it was committed), or what
         `write` raised when run alone.
@@ -102,7 +108,9 @@ class GroupCommit:
         """Settle every ticket of the batch, whatever happens."""
         carried = self._deferred.take()
         try:
-            with transaction(self._engine) as connection:
+            # The writes are DriverStatements: no SQLAlchemy Connection around them
+            # (app/store/driver_transaction.py).
+            with driver_transaction(self._engine) as connection:
                 for deferred_write in carried:
                     deferred_write(connection)
                 results = [ticket.write(connection) for ticket in batch]
@@ -128,17 +136,24 @@ class GroupCommit:
             for ticket in batch:
                 ticket.fail(_interrupted(error))
             raise
+        self._count(len(batch))
         for ticket, result in zip(batch, results, strict=True):
             ticket.succeed(result)
 
     def _commit_alone(self, ticket: _Ticket) -> None:
         try:
-            with transaction(self._engine) as connection:
+            with driver_transaction(self._engine) as connection:
                 result = ticket.write(connection)
         except Exception as error:
             ticket.fail(error)
         else:
+            self._count(1)
             ticket.succeed(result)
+
+    def _count(self, writes: int) -> None:
+        # Only the leader commits, one at a time.
+        self.commits += 1
+        self.committed_writes += writes
 
 
 def _own_copy(error: StoreError) -> StoreError:

@@ -64,7 +64,7 @@ _FINISH_KEYS = (
 _FINISH = DriverStatement(
     update(entries).where(entries.c.id == bindparam("entry_id")), _FINISH_KEYS
 )
-_MARK_REPLAYED = (
+_MARK_REPLAYED = DriverStatement(
     update(entries)
     .where(entries.c.id == bindparam("original_id"))
     .values(replayed_by=bindparam("replayed_by"))
@@ -176,8 +176,8 @@ class ProvisioningLog:
             )
             entry_id = inserted.first_row[0]
             if replay_of is not None:
-                connection.execute(
-                    _MARK_REPLAYED, {"original_id": replay_of, "replayed_by": entry_id}
+                _MARK_REPLAYED.execute(
+                    connection, {"original_id": replay_of, "replayed_by": entry_id}
                 )
             return entry_id
 

@@ -13,7 +13,6 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import event
 
 from app.errors import ActionError
 from app.ledger import Ledger
@@ -36,10 +35,19 @@ def stores(database_url):
     other.close()
 
 
-def count_commits(store: Store) -> list[int]:
-    commits: list[int] = []
-    event.listen(store.engine, "commit", lambda _connection: commits.append(1))
-    return commits
+class Commits:
+    """Transactions the store's group commit committed from now on."""
+
+    def __init__(self, store: Store) -> None:
+        self._group_commit = store.group_commit
+        self._before = store.group_commit.commits
+
+    def __len__(self) -> int:
+        return self._group_commit.commits - self._before
+
+
+def count_commits(store: Store) -> Commits:
+    return Commits(store)
 
 
 def start_row(store: Store, connection, request_id: str) -> int:
@@ -179,7 +187,7 @@ def test_an_outage_fails_every_request_of_the_batch_and_commits_none(stores, mon
         raise StoreError("database at test: unreachable")
 
     # The leader's transaction is already open; the followers' batch meets the outage.
-    monkeypatch.setattr(group_commit_module, "transaction", down)
+    monkeypatch.setattr(group_commit_module, "driver_transaction", down)
     results = batch.release()
 
     errors = [results[number] for number in range(FOLLOWERS)]
@@ -204,7 +212,7 @@ def test_the_outcomes_a_failed_batch_carried_stay_queued(stores, monkeypatch):
         raise StoreError("database at test: unreachable")
 
     with monkeypatch.context() as patched:
-        patched.setattr(group_commit_module, "transaction", down)
+        patched.setattr(group_commit_module, "driver_transaction", down)
         with pytest.raises(ActionError) as refused:
             open_entry()
     assert refused.value.code == "STORE_UNAVAILABLE"
