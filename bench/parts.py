@@ -70,12 +70,12 @@ def parts() -> list[tuple[object, str, str]]:
     from gql.transport.requests import RequestsHTTPTransport
     from marshmallow import Schema
 
-    from app import auth, execution, ledger, logs, metrics, pipeline
+    from app import execution, ledger, logs, metrics, pipeline
     from app.stigg import client
     from app.store import group_commit, provisioning_log, sqlite_writer
 
     return [
-        (auth, "authenticate", "auth"),
+        (pipeline, "authenticate", "auth"),
         (pipeline, "read_json_object", "body read + JSON parse"),
         (execution.Executor, "load", "validation (schema load)"),
         (execution, "canonical", "fingerprint's canonical form"),
