@@ -13,16 +13,7 @@ from sqlalchemy import select, text
 from app.store import Store, StoreError
 from app.store.driver_transaction import driver_transaction
 from app.store.provisioning_log import entries
-
-
-def start_row(store: Store, connection, request_id: str) -> int:
-    return store.log.start(
-        connection=connection,
-        request_id=request_id,
-        operation="createCreditGrant",
-        caller_key_id="caller",
-        payload={"amount": 1},
-    )
+from tests.store.rows import start_row
 
 
 def request_ids(store: Store) -> list[str]:

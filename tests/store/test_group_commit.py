@@ -19,8 +19,8 @@ from app.ledger import Ledger
 from app.request_context import new_request_id
 from app.store import Store, StoreError
 from app.store import group_commit as group_commit_module
+from tests.store.rows import PAYLOAD, start_row
 
-PAYLOAD = {"stiggCustomerId": "acme", "currencyId": "credits", "amount": 100}
 BODY = {"creditGrantId": "grant-1", "stiggCustomerId": "acme"}
 FOLLOWERS = 6
 WAIT_S = 30
@@ -48,16 +48,6 @@ class Commits:
 
 def count_commits(store: Store) -> Commits:
     return Commits(store)
-
-
-def start_row(store: Store, connection, request_id: str) -> int:
-    return store.log.start(
-        connection=connection,
-        request_id=request_id,
-        operation="createCreditGrant",
-        caller_key_id="caller",
-        payload=PAYLOAD,
-    )
 
 
 class Batch:
