@@ -27,7 +27,6 @@ each: not something Salesforce sends.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -37,8 +36,6 @@ from sqlalchemy import Engine
 from app.store.deferred import DeferredWrites
 from app.store.driver_transaction import DriverConnection, driver_transaction
 from app.store.errors import StoreError
-
-log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
 
@@ -75,10 +72,8 @@ class GroupCommit:
         self._changed = threading.Condition(threading.Lock())
         self._queued: list[_Ticket] = []
         self._leading = False
-        # Transactions committed, and the rows of requests they carried (for tests, and
-        # for anyone asking how many requests share a commit).
+        # Transactions committed (only the leader commits, one at a time).
         self.commits = 0
-        self.committed_writes = 0
 
     def run(self, write: Callable[[DriverConnection], Result]) -> Result:
         """`write(connection)` committed, perhaps with other threads' writes; its result.
@@ -136,7 +131,7 @@ class GroupCommit:
             for ticket in batch:
                 ticket.fail(_interrupted(error))
             raise
-        self._count(len(batch))
+        self.commits += 1
         for ticket, result in zip(batch, results, strict=True):
             ticket.succeed(result)
 
@@ -147,13 +142,8 @@ class GroupCommit:
         except Exception as error:
             ticket.fail(error)
         else:
-            self._count(1)
+            self.commits += 1
             ticket.succeed(result)
-
-    def _count(self, writes: int) -> None:
-        # Only the leader commits, one at a time.
-        self.commits += 1
-        self.committed_writes += writes
 
 
 def _own_copy(error: StoreError) -> StoreError:
