@@ -85,8 +85,9 @@ def redact(payload: Any) -> Any:
         if isinstance(value, dict):
             copy: Any = {}
             for key, item in value.items():
-                clean_key = storable_text(str(key))
-                if _is_secret_key(key):
+                name = str(key)
+                clean_key = storable_text(name)
+                if _is_secret_name(name):
                     copy[clean_key] = REDACTED
                 else:
                     pending.append((item, copy, clean_key))
@@ -103,10 +104,6 @@ def redact(payload: Any) -> Any:
 
 def storable_text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-def _is_secret_key(key: Any) -> bool:
-    return _is_secret_name(str(key))
 
 
 # A request's keys are nearly always the schema's own few dozen field names: deciding once
