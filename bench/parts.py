@@ -146,17 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         env={"SANDBOX_API_KEYS": bench_run.SANDBOX_KEY, "SANDBOX_RATE_LIMITS": "off"},
         workdir=workdir,
     )
+    schema = f"parts_{os.getpid()}" if args.store == "postgres" else None
     try:
-        return _measure(args, workdir, sandbox)
+        return _measure(args, workdir, sandbox, schema)
     finally:
         sandbox.stop()
+        if schema is not None:
+            bench_run._drop_postgres_schema(schema)
 
 
-def _measure(args, workdir: Path, sandbox) -> int:
+def _measure(args, workdir: Path, sandbox, schema: str | None) -> int:
     upstream = {"STIGG_API_URL": f"{sandbox.base_url}/graphql", "STIGG_API_KEY": "sandbox"}
     database = f"sqlite:///{workdir}/parts.db"
-    if args.store == "postgres":
-        database = bench_run._postgres_schema_url(f"parts_{os.getpid()}", create=True)
+    if schema is not None:
+        database = bench_run._postgres_schema_url(schema, create=True)
     app = service_app(
         {
             **upstream,
@@ -185,29 +188,33 @@ def _measure(args, workdir: Path, sandbox) -> int:
     service_client, baseline_client = app.test_client(), baseline_app.test_client()
 
     rows = defaultdict(list)
-    for round_number in range(1, args.rounds + 1):
-        for name, client, target in (
-            ("baseline", baseline_client, baseline_target),
-            ("service", service_client, service_target),
-        ):
-            drive(client, target.path, target.body, target.headers, args.warmup, target.keyed)
-            timer.reset()
-            process_began = time.process_time()
-            samples = drive(
-                client, target.path, target.body, target.headers, args.requests, target.keyed
-            )
-            process_cpu = time.process_time() - process_began
-            whole = sum(samples)
-            rows[f"{name}: whole request (this thread)"].append(whole)
-            rows[f"{name}: the process (all threads)"].append(process_cpu)
-            if name == "service":
-                for _owner, _attribute, label in measured:
-                    rows[label].append(timer.totals.get(label, 0.0))
-            else:
-                rows["baseline: requests' Session.request"].append(
-                    timer.totals.get("- - - requests' Session.request", 0.0)
+    try:
+        for round_number in range(1, args.rounds + 1):
+            for name, client, target in (
+                ("baseline", baseline_client, baseline_target),
+                ("service", service_client, service_target),
+            ):
+                drive(client, target.path, target.body, target.headers, args.warmup, target.keyed)
+                timer.reset()
+                process_began = time.process_time()
+                samples = drive(
+                    client, target.path, target.body, target.headers, args.requests, target.keyed
                 )
-        print(f"round {round_number} of {args.rounds} done", file=sys.stderr, flush=True)
+                process_cpu = time.process_time() - process_began
+                whole = sum(samples)
+                rows[f"{name}: whole request (this thread)"].append(whole)
+                rows[f"{name}: the process (all threads)"].append(process_cpu)
+                if name == "service":
+                    for _owner, _attribute, label in measured:
+                        rows[label].append(timer.totals.get(label, 0.0))
+                else:
+                    rows["baseline: requests' Session.request"].append(
+                        timer.totals.get("- - - requests' Session.request", 0.0)
+                    )
+            print(f"round {round_number} of {args.rounds} done", file=sys.stderr, flush=True)
+    finally:
+        # Before the PostgreSQL schema is dropped: the outcome thread must not commit then.
+        app.extensions["store"].close()
 
     print(
         f"{args.target} on {args.store}, {args.requests} requests x {args.rounds} rounds "
