@@ -103,21 +103,21 @@ class Entry:
         }
 
         def write(connection) -> None:
+            # Nothing reads what these statements return: on PostgreSQL they travel with
+            # the next statement of the transaction that carries them.
             store = ledger.store
             if record_id is not None and keep is not None:
-                store.idempotency.complete(
+                store.idempotency.send_complete(
+                    connection,
                     record_id,
                     status=keep[0],
                     body=keep[1],
                     ttl_s=ledger.ttl_s,
-                    connection=connection,
                     answered_at=answered_at,
                 )
             elif record_id is not None and outcome != "replayed":
-                store.idempotency.release(record_id, connection=connection)
-            store.log.finish(
-                self.log_id, connection=connection, finished_at=answered_at, **log_finish
-            )
+                store.idempotency.send_release(connection, record_id)
+            store.log.send_finish(connection, self.log_id, finished_at=answered_at, **log_finish)
 
         try:
             # Committed after the answer when OUTCOME_WRITE_DELAY_MS > 0 (app/store/deferred.py).
@@ -244,13 +244,13 @@ class Ledger:
 
         def write_refused_row(connection):
             log_id = self.store.log.start(connection=connection, **row)
-            self.store.log.finish(
+            self.store.log.send_finish(
+                connection,
                 log_id,
                 outcome=_failure_outcome(error),
                 http_status=error.status,
                 attempts=0,
                 duration_ms=int((time.monotonic() - started) * 1000),
-                connection=connection,
                 **_error_details(error),
             )
 

@@ -67,12 +67,13 @@ def parts() -> list[tuple[object, str, str]]:
     a label's dashes say what it is part of."""
     import requests
     import sqlalchemy.engine.base as sqlalchemy_engine
+    import sqlalchemy.pool.base as sqlalchemy_pool
     from gql.transport.requests import RequestsHTTPTransport
     from marshmallow import Schema
 
     from app import execution, ledger, logs, metrics, pipeline
     from app.stigg import client
-    from app.store import group_commit, provisioning_log, sqlite_writer
+    from app.store import group_commit, postgres_script, provisioning_log, sqlite_writer
 
     return [
         (pipeline, "authenticate", "auth"),
@@ -81,13 +82,13 @@ def parts() -> list[tuple[object, str, str]]:
         (execution, "canonical", "fingerprint's canonical form"),
         (ledger.Ledger, "open", "Ledger.open (the row before any work)"),
         (group_commit.GroupCommit, "run", "- group commit (the row's transaction)"),
-        (sqlalchemy_engine.Connection, "__init__", "- - SQLAlchemy Connection (pool checkout)"),
-        (sqlalchemy_engine.Connection, "begin", "- - SQLAlchemy begin"),
-        (sqlite_writer.WriterLockedConnection, "begin_immediate", "- - - flock + BEGIN IMMEDIATE"),
+        (sqlalchemy_engine.Engine, "raw_connection", "- - pool checkout"),
+        (sqlite_writer.WriterLockedConnection, "begin_immediate", "- - flock + BEGIN IMMEDIATE"),
         (provisioning_log.ProvisioningLog, "start", "- - the row's INSERT"),
-        (provisioning_log.ProvisioningLog, "finish", "- - the carried outcome's UPDATE"),
+        (provisioning_log.ProvisioningLog, "send_finish", "- - the carried outcome's UPDATE"),
         (sqlite_writer.WriterLockedConnection, "commit", "- - SQLite COMMIT + unlock"),
-        (sqlalchemy_engine.Connection, "close", "- - SQLAlchemy close (pool checkin)"),
+        (postgres_script.PostgresScript, "_send", "- - PostgreSQL: messages sent (round trips)"),
+        (sqlalchemy_pool._ConnectionFairy, "close", "- - pool checkin"),
         (client.StiggSession, "execute", "Stigg call (policy, metrics, gql, requests)"),
         (client.StiggClient, "attempt", "- one attempt (gql + requests)"),
         (RequestsHTTPTransport, "execute", "- - gql transport's execute"),

@@ -61,6 +61,38 @@ class DriverStatement:
 
     def execute(self, connection: Connection, values: dict[str, Any]) -> Executed:
         """Run with `values` (every key, None for NULL) in `connection`'s transaction."""
+        compiled, parameters = self._parameters(connection, values)
+        script = getattr(connection, "script", None)
+        if script is not None:
+            rendered = _rendered(script, compiled.sql, parameters, connection.dialect)
+            return Executed(*script.execute(compiled.sql, rendered))
+        dbapi_error = connection.dialect.loaded_dbapi.Error
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(compiled.sql, parameters)
+            first_row = cursor.fetchone() if cursor.description else None
+            return Executed(cursor.rowcount, first_row)
+        except dbapi_error as error:
+            raise DBAPIError.instance(compiled.sql, parameters, error, dbapi_error) from error
+        finally:
+            cursor.close()
+
+    def send(self, connection: Connection, values: dict[str, Any]) -> None:
+        """`execute` for a statement whose result nobody reads. In a PostgreSQL driver
+        transaction (app/store/postgres_script.py) it waits and goes to the server with the
+        next statement whose result is read, or with the COMMIT; an error it causes is
+        raised there. Elsewhere it runs at once."""
+        script = getattr(connection, "script", None)
+        if script is None:
+            self.execute(connection, values)
+            return
+        compiled, parameters = self._parameters(connection, values)
+        script.send_later(
+            compiled.sql, _rendered(script, compiled.sql, parameters, connection.dialect)
+        )
+
+    def _parameters(self, connection: Connection, values: dict[str, Any]) -> tuple[_Compiled, Any]:
+        """The compiled statement, and `values` as its driver takes them."""
         if not connection.in_transaction():
             # What SQLAlchemy's autobegin does on a connection's first statement; without it
             # the driver would run this outside any transaction SQLAlchemy knows of (and
@@ -80,20 +112,9 @@ class DriverStatement:
             name: processor(value) if (processor := processors.get(name)) else value
             for name, value in values.items()
         }
-        parameters: Any = bound
         if compiled.order is not None:
-            parameters = tuple(bound[name] for name in compiled.order)
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(compiled.sql, parameters)
-            first_row = cursor.fetchone() if cursor.description else None
-            return Executed(cursor.rowcount, first_row)
-        except dialect.loaded_dbapi.Error as error:
-            raise DBAPIError.instance(
-                compiled.sql, parameters, error, dialect.loaded_dbapi.Error
-            ) from error
-        finally:
-            cursor.close()
+            return compiled, tuple(bound[name] for name in compiled.order)
+        return compiled, bound
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
@@ -122,3 +143,13 @@ class DriverStatement:
         found = _Compiled(compiled.string, order, processors, literals, frozenset(compiled.binds))
         self._by_dialect[dialect.name] = found
         return found
+
+
+def _rendered(script: Any, sql: str, parameters: Any, dialect: Dialect) -> str:
+    """`sql` with its values as literals; a value the driver cannot adapt is refused as
+    SQLAlchemy would refuse it."""
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        return script.render(sql, parameters)
+    except dbapi_error as error:
+        raise DBAPIError.instance(sql, parameters, error, dbapi_error) from error

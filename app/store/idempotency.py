@@ -328,19 +328,37 @@ class IdempotencyStore:
         Returns False if this claim was lost (taken over after its lock lapsed); the
         caller still answers its own request, but the stored answer is the other one's.
         """
-        now = answered_at or self._clock()
+        values = self._answer(record_id, status, body, ttl_s, answered_at)
         with transaction(self._engine, connection) as connection:
-            stored = _COMPLETE.execute(
-                connection,
-                {
-                    "record_id": record_id,
-                    "status": status,
-                    "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                    "now": now,
-                    "expires_at": now + timedelta(seconds=ttl_s),
-                },
-            ).rowcount
+            stored = _COMPLETE.execute(connection, values).rowcount
         return stored == 1
+
+    def send_complete(
+        self,
+        connection: Connection,
+        record_id: str,
+        *,
+        status: int,
+        body: Any,
+        ttl_s: float = DEFAULT_TTL_S,
+        answered_at: datetime | None = None,
+    ) -> None:
+        """``complete`` in ``connection``'s transaction, not asking whether the claim was
+        lost: the outcomes a later request's transaction carries. On PostgreSQL the UPDATE
+        travels with that transaction's next statement (app/store/postgres_script.py)."""
+        _COMPLETE.send(connection, self._answer(record_id, status, body, ttl_s, answered_at))
+
+    def _answer(
+        self, record_id: str, status: int, body: Any, ttl_s: float, answered_at: datetime | None
+    ) -> dict[str, Any]:
+        now = answered_at or self._clock()
+        return {
+            "record_id": record_id,
+            "status": status,
+            "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+            "now": now,
+            "expires_at": now + timedelta(seconds=ttl_s),
+        }
 
     def release(self, record_id: str, *, connection: Connection | None = None) -> bool:
         """Drop an in-progress claim after a retryable failure, so a retry executes again.
@@ -350,6 +368,11 @@ class IdempotencyStore:
         with transaction(self._engine, connection) as connection:
             deleted = _RELEASE.execute(connection, {"record_id": record_id}).rowcount
         return deleted == 1
+
+    def send_release(self, connection: Connection, record_id: str) -> None:
+        """``release`` in ``connection``'s transaction, not asking whether the claim was
+        lost (see ``send_complete``)."""
+        _RELEASE.send(connection, {"record_id": record_id})
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete expired records; returns how many. Never deletes a live claim."""

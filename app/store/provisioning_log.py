@@ -173,12 +173,31 @@ class ProvisioningLog:
             )
             entry_id = inserted.first_row[0]
             if replay_of is not None:
-                _MARK_REPLAYED.execute(
+                _MARK_REPLAYED.send(
                     connection, {"original_id": replay_of, "replayed_by": entry_id}
                 )
             return entry_id
 
     def finish(
+        self, entry_id: int, *, connection: Connection | None = None, **outcome: Any
+    ) -> bool:
+        """Record how the request ended; returns False if there is no such entry. With
+        ``connection``, inside the caller's transaction.
+
+        ``outcome``: the keywords of ``_finish_values``.
+        """
+        values = self._finish_values(entry_id, **outcome)
+        with transaction(self._engine, connection) as connection:
+            updated = _FINISH.execute(connection, values).rowcount
+        return updated == 1
+
+    def send_finish(self, connection: Connection, entry_id: int, **outcome: Any) -> None:
+        """``finish`` in ``connection``'s transaction, not asking whether the entry was
+        there: the outcomes a later request's transaction carries. On PostgreSQL the UPDATE
+        travels with that transaction's next statement (app/store/postgres_script.py)."""
+        _FINISH.send(connection, self._finish_values(entry_id, **outcome))
+
+    def _finish_values(
         self,
         entry_id: int,
         *,
@@ -192,36 +211,29 @@ class ProvisioningLog:
         stigg_customer_id: str | None = None,
         stigg_subscription_id: str | None = None,
         stigg_credit_grant_id: str | None = None,
-        connection: Connection | None = None,
         finished_at: datetime | None = None,
-    ) -> bool:
-        """Record how the request ended (at ``finished_at``, default now); returns False if
-        there is no such entry.
+    ) -> dict[str, Any]:
+        """The finished entry (at ``finished_at``, default now).
 
         ``outcome``: succeeded, rejected (a final no), failed (may succeed if replayed) or
         replayed (answered from the idempotency store).
         """
         if outcome not in FINAL_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(FINAL_OUTCOMES)}: {outcome!r}")
-        with transaction(self._engine, connection) as connection:
-            updated = _FINISH.execute(
-                connection,
-                {
-                    "entry_id": entry_id,
-                    "outcome": outcome,
-                    "http_status": http_status,
-                    "error_code": error_code,
-                    "stigg_error_code": stigg_error_code,
-                    "message": storable_text(message) if message else message,
-                    "stigg_customer_id": stigg_customer_id,
-                    "stigg_subscription_id": stigg_subscription_id,
-                    "stigg_credit_grant_id": stigg_credit_grant_id,
-                    "attempts": attempts,
-                    "duration_ms": duration_ms,
-                    "finished_at": finished_at or self._clock(),
-                },
-            ).rowcount
-        return updated == 1
+        return {
+            "entry_id": entry_id,
+            "outcome": outcome,
+            "http_status": http_status,
+            "error_code": error_code,
+            "stigg_error_code": stigg_error_code,
+            "message": storable_text(message) if message else message,
+            "stigg_customer_id": stigg_customer_id,
+            "stigg_subscription_id": stigg_subscription_id,
+            "stigg_credit_grant_id": stigg_credit_grant_id,
+            "attempts": attempts,
+            "duration_ms": duration_ms,
+            "finished_at": finished_at or self._clock(),
+        }
 
     def list(
         self,

@@ -1,0 +1,178 @@
+"""A PostgreSQL driver transaction sends its statements in as few messages as its reads
+allow (app/store/postgres_script.py): what lands is what SQLAlchemy would have written,
+hostile values included; a statement the server refuses fails the transaction where its
+message goes out and leaves nothing; the connection goes back to the pool as it came."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from app.store import Store
+from app.store.driver_statement import DriverStatement
+from app.store.driver_transaction import driver_transaction
+from app.store.postgres_script import PostgresScript
+from app.store.provisioning_log import _START_KEYS, entries
+from tests.store.rows import start_row
+
+pytestmark = pytest.mark.postgres
+
+# Everything client-side quoting has to get right: quotes, backslashes, psycopg's own
+# placeholders, a statement separator and a comment, control characters, non-ASCII.
+HOSTILE = "O'Brien \\' \\\\ %s %(x)s %% ; DROP TABLE provisioning_log; -- \x01\t\n é 東京 🚀"
+
+
+@pytest.fixture
+def pg_store(postgres_url):
+    store = Store.from_url(postgres_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def messages(monkeypatch) -> list[str]:
+    """The messages sent to the server, in order."""
+    sent: list[str] = []
+    original = PostgresScript._send
+
+    def counting(self):
+        sent.append(";".join(rendered for _compiled, rendered in self._waiting))
+        return original(self)
+
+    monkeypatch.setattr(PostgresScript, "_send", counting)
+    return sent
+
+
+def _row(store: Store, request_id: str) -> dict:
+    with store.engine.connect() as connection:
+        found = connection.execute(select(entries).where(entries.c.request_id == request_id))
+        row = dict(found.mappings().one())
+    row.pop("id")
+    row.pop("request_id")
+    return row
+
+
+def test_begin_the_carried_outcomes_and_the_row_go_in_one_message_and_commit_in_another(
+    pg_store, messages
+):
+    earlier = pg_store.log.start(request_id="earlier", operation="op", caller_key_id="k")
+
+    with driver_transaction(pg_store.engine) as connection:
+        pg_store.log.send_finish(
+            connection, earlier, outcome="succeeded", http_status=200, attempts=1, duration_ms=4
+        )
+        assert messages == []  # nothing reads the UPDATE's row count: it waits
+        entry_id = start_row(pg_store, connection, "now")
+
+    assert len(messages) == 2
+    first, second = messages
+    assert first.startswith("BEGIN;") and "UPDATE provisioning_log" in first
+    assert first.index("UPDATE provisioning_log") < first.index("INSERT INTO provisioning_log")
+    assert second == "COMMIT"
+    assert pg_store.log.get(earlier)["outcome"] == "succeeded"
+    assert pg_store.log.get(entry_id)["request_id"] == "now"
+
+
+def test_hostile_values_are_stored_exactly_as_sqlalchemy_stores_them(pg_store):
+    payload = {HOSTILE: [HOSTILE, {"nested": HOSTILE}], "n": 1.5, "none": None}
+    values = {
+        "request_id": "by-script",
+        "correlation_id": HOSTILE[:128],
+        "operation": "createCreditGrant",
+        "caller_key_id": HOSTILE[:64],
+        "idempotency_key": HOSTILE,
+        "salesforce_account_id": None,
+        "salesforce_opportunity_id": "006000000000001AAA",
+        "payload": payload,
+        "replay_of": None,
+        "batch_item_id": 2**31 - 1,
+        "outcome": "in_progress",
+        "attempts": 0,
+        "created_at": datetime(2026, 12, 1, 8, 0, 0, 999999, tzinfo=UTC),
+    }
+    statement = insert(entries).returning(entries.c.id)
+    with pg_store.engine.begin() as connection:
+        connection.execute(statement, values | {"request_id": "by-sqlalchemy"})
+    with driver_transaction(pg_store.engine) as connection:
+        assert connection.script is not None
+        DriverStatement(statement, _START_KEYS).execute(connection, values)
+
+    assert _row(pg_store, "by-script") == _row(pg_store, "by-sqlalchemy")
+    assert _row(pg_store, "by-script")["payload"] == payload
+    with pg_store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM provisioning_log")).scalar() == 2
+
+
+def test_a_waiting_statement_the_server_refuses_fails_the_read_it_travels_with(pg_store):
+    start_row(pg_store, None, "taken")
+    duplicate = DriverStatement(insert(entries), _START_KEYS)
+    with pytest.raises(IntegrityError) as refused:
+        with driver_transaction(pg_store.engine) as connection:
+            duplicate.send(connection, _values("taken"))  # waits: no error yet
+            start_row(pg_store, connection, "innocent")  # its message carries the duplicate
+
+    assert "request_id" in str(refused.value.orig)
+    # The error names the statements as compiled, never their values.
+    assert "%(request_id)s" in str(refused.value) and "'taken'" not in str(refused.value)
+    with pg_store.engine.connect() as connection:
+        stored = connection.execute(select(entries.c.request_id)).scalars().all()
+    assert stored == ["taken"]
+
+
+def test_a_statement_refused_at_commit_leaves_nothing(pg_store, messages):
+    start_row(pg_store, None, "taken")
+    duplicate = DriverStatement(insert(entries), _START_KEYS)
+    with pytest.raises(IntegrityError), driver_transaction(pg_store.engine) as connection:
+        start_row(pg_store, connection, "innocent")
+        duplicate.send(connection, _values("taken"))  # goes with the COMMIT, and fails it
+
+    assert messages[-1].endswith("COMMIT")
+    with pg_store.engine.connect() as connection:
+        stored = connection.execute(select(entries.c.request_id)).scalars().all()
+    assert stored == ["taken"]
+
+
+def test_the_connection_goes_back_to_the_pool_in_psycopg_s_own_transactions(postgres_url):
+    store = Store.from_url(postgres_url, engine_options={"pool_size": 1, "max_overflow": 0})
+    try:
+        with pytest.raises(ValueError), driver_transaction(store.engine) as connection:
+            start_row(store, connection, "lost")
+            raise ValueError("a bug after the first message")
+        with driver_transaction(store.engine) as connection:
+            start_row(store, connection, "kept")
+
+        pooled = store.engine.raw_connection()
+        try:
+            assert pooled.driver_connection.autocommit is False
+        finally:
+            pooled.close()
+        # A SQLAlchemy transaction on that same connection still rolls back.
+        with store.engine.connect() as connection:
+            connection.execute(insert(entries), _values("rolled-back"))
+            connection.rollback()
+        with store.engine.connect() as connection:
+            stored = connection.execute(select(entries.c.request_id)).scalars().all()
+        assert stored == ["kept"]
+    finally:
+        store.close()
+
+
+def _values(request_id: str) -> dict:
+    return {
+        "request_id": request_id,
+        "correlation_id": None,
+        "operation": "createCreditGrant",
+        "caller_key_id": "caller",
+        "idempotency_key": None,
+        "salesforce_account_id": None,
+        "salesforce_opportunity_id": None,
+        "payload": None,
+        "replay_of": None,
+        "batch_item_id": None,
+        "outcome": "in_progress",
+        "attempts": 0,
+        "created_at": datetime(2026, 12, 1, tzinfo=UTC),
+    }
