@@ -172,13 +172,15 @@ class Ledger:
             }
 
         def write_row(connection):
-            log_id = self.store.log.start(connection=connection, **row)
+            # Read once committed: on PostgreSQL the whole transaction is then one message.
+            log_id = self.store.log.queue_start(connection, **row)
             if claim_args is None:
-                return log_id, None
-            return log_id, self.store.idempotency.claim_if_new(connection, **claim_args)
+                return lambda: (log_id(), None)
+            claim = self.store.idempotency.queue_claim_if_new(connection, **claim_args)
+            return lambda: (log_id(), claim())
 
         try:
-            log_id, claim = self.store.group_commit.run(write_row)
+            log_id, claim = self.store.group_commit.run(write_row)()
         except StoreError as error:
             raise store_unavailable(error) from error
         entry = Entry(self, log_id, operation, started)

@@ -65,7 +65,9 @@ class DriverStatement:
         script = getattr(connection, "script", None)
         if script is not None:
             rendered = _rendered(script, compiled.sql, parameters, connection.dialect)
-            return Executed(*script.execute(compiled.sql, rendered))
+            pending = script.add(compiled.sql, rendered)
+            script.send_waiting()
+            return Executed(pending.rowcount, pending.first_row)
         dbapi_error = connection.dialect.loaded_dbapi.Error
         cursor = connection.connection.cursor()
         try:
@@ -77,19 +79,18 @@ class DriverStatement:
         finally:
             cursor.close()
 
-    def send(self, connection: Connection, values: dict[str, Any]) -> None:
-        """`execute` for a statement whose result nobody reads. In a PostgreSQL driver
-        transaction (app/store/postgres_script.py) it waits and goes to the server with the
-        next statement whose result is read, or with the COMMIT; an error it causes is
-        raised there. Elsewhere it runs at once."""
+    def execute_later(self, connection: Connection, values: dict[str, Any]) -> Any:
+        """`execute`, for a caller that reads the result later or never. In a PostgreSQL
+        driver transaction (app/store/postgres_script.py) the statement waits, and goes to
+        the server when its result (a `Pending`: `rowcount`, `first_row`) is first read, or
+        with a later statement's message, at the latest with the COMMIT; an error it causes
+        is raised there. Elsewhere it runs at once."""
         script = getattr(connection, "script", None)
         if script is None:
-            self.execute(connection, values)
-            return
+            return self.execute(connection, values)
         compiled, parameters = self._parameters(connection, values)
-        script.send_later(
-            compiled.sql, _rendered(script, compiled.sql, parameters, connection.dialect)
-        )
+        rendered = _rendered(script, compiled.sql, parameters, connection.dialect)
+        return script.add(compiled.sql, rendered)
 
     def _parameters(self, connection: Connection, values: dict[str, Any]) -> tuple[_Compiled, Any]:
         """The compiled statement, and `values` as its driver takes them."""

@@ -211,7 +211,14 @@ class IdempotencyStore:
                     return decision
             return InProgress()
 
-    def claim_if_new(
+    def claim_if_new(self, connection: Connection, **claim: Any) -> Claimed | None:
+        """The common case in the caller's transaction: the key is new, claim it. None when
+        it exists (nothing written): then ``claim`` decides, in transactions of its own.
+
+        ``claim``: the keywords of ``queue_claim_if_new``."""
+        return self.queue_claim_if_new(connection, **claim)()
+
+    def queue_claim_if_new(
         self,
         connection: Connection,
         *,
@@ -222,9 +229,10 @@ class IdempotencyStore:
         request_id: str,
         lock_s: float,
         ttl_s: float = DEFAULT_TTL_S,
-    ) -> Claimed | None:
-        """The common case in the caller's transaction: the key is new, claim it. None when
-        it exists (nothing written): then ``claim`` decides, in transactions of its own."""
+    ) -> Callable[[], Claimed | None]:
+        """``claim_if_new``; what it returns gives the claim, once the transaction has
+        committed. On PostgreSQL the INSERT waits for the transaction's next message, the
+        COMMIT at the latest (app/store/postgres_script.py)."""
         fresh = self._fresh_claim(
             fingerprint=fingerprint, request_id=request_id, lock_s=lock_s, ttl_s=ttl_s
         )
@@ -233,8 +241,9 @@ class IdempotencyStore:
             "operation": operation,
             "idempotency_key": key,
         }
-        inserted = _INSERT_IF_NEW[connection.dialect.name].execute(connection, values).rowcount
-        return Claimed(record_id=fresh["id"]) if inserted == 1 else None
+        inserted = _INSERT_IF_NEW[connection.dialect.name].execute_later(connection, values)
+        record_id = fresh["id"]
+        return lambda: Claimed(record_id=record_id) if inserted.rowcount == 1 else None
 
     def _insert(self, values: dict[str, Any]) -> bool:
         try:
@@ -346,7 +355,8 @@ class IdempotencyStore:
         """``complete`` in ``connection``'s transaction, not asking whether the claim was
         lost: the outcomes a later request's transaction carries. On PostgreSQL the UPDATE
         travels with that transaction's next statement (app/store/postgres_script.py)."""
-        _COMPLETE.send(connection, self._answer(record_id, status, body, ttl_s, answered_at))
+        values = self._answer(record_id, status, body, ttl_s, answered_at)
+        _COMPLETE.execute_later(connection, values)
 
     def _answer(
         self, record_id: str, status: int, body: Any, ttl_s: float, answered_at: datetime | None
@@ -372,7 +382,7 @@ class IdempotencyStore:
     def send_release(self, connection: Connection, record_id: str) -> None:
         """``release`` in ``connection``'s transaction, not asking whether the claim was
         lost (see ``send_complete``)."""
-        _RELEASE.send(connection, {"record_id": record_id})
+        _RELEASE.execute_later(connection, {"record_id": record_id})
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete expired records; returns how many. Never deletes a live claim."""

@@ -36,42 +36,72 @@ class PostgresScript:
 
     def __init__(self, connection: psycopg.Connection) -> None:
         self._cursor = psycopg.ClientCursor(connection)
-        # (the statement as compiled, as sent), not yet sent
-        self._waiting: list[tuple[str, str]] = [("BEGIN", "BEGIN")]
+        # (the statement as compiled, as sent, where its result goes), not yet sent
+        self._waiting: list[tuple[str, str, Pending | None]] = [("BEGIN", "BEGIN", None)]
         self.messages = 0  # messages sent to the server: round trips
 
     def render(self, sql: str, parameters: Any) -> str:
         """`sql` (psycopg's placeholders) with `parameters` as literals."""
         return self._cursor.mogrify(sql, parameters)
 
-    def send_later(self, compiled: str, rendered: str) -> None:
-        """Queue a statement whose result nobody reads."""
-        self._waiting.append((compiled, rendered))
+    def add(self, compiled: str, rendered: str) -> Pending:
+        """Queue a statement; its result, sent (with whatever waits) when first read."""
+        pending = Pending(self)
+        self._waiting.append((compiled, rendered, pending))
+        return pending
 
-    def execute(self, compiled: str, rendered: str) -> tuple[int, tuple | None]:
-        """Send the waiting statements and this one; this one's row count and first row."""
-        self._waiting.append((compiled, rendered))
-        cursor = self._send()
-        return cursor.rowcount, cursor.fetchone() if cursor.description else None
+    def send_waiting(self) -> None:
+        if self._waiting:
+            self._send()
 
     def commit(self) -> None:
-        self._waiting.append(("COMMIT", "COMMIT"))
+        self._waiting.append(("COMMIT", "COMMIT", None))
         self._send()
 
     def close(self) -> None:
         self._cursor.close()
 
-    def _send(self) -> psycopg.ClientCursor:
+    def _send(self) -> None:
         """Raises SQLAlchemy's DBAPIError (OperationalError, IntegrityError, ...)."""
         waiting, self._waiting = self._waiting, []
-        message = ";\n".join(rendered for _compiled, rendered in waiting)
+        message = ";\n".join(rendered for _compiled, rendered, _pending in waiting)
         self.messages += 1
         cursor = self._cursor
         try:
             cursor.execute(message)  # no parameters: sent as it is, one simple query
         except psycopg.Error as error:
-            described = ";\n".join(compiled for compiled, _rendered in waiting)
+            described = ";\n".join(compiled for compiled, _rendered, _pending in waiting)
             raise DBAPIError.instance(described, None, error, psycopg.Error) from error
-        while cursor.nextset():  # to the last statement's result
-            pass
-        return cursor
+        # One result per statement, in order.
+        for index, (_compiled, _rendered, pending) in enumerate(waiting):
+            if index:
+                cursor.nextset()
+            if pending is not None:
+                first_row = cursor.fetchone() if cursor.description else None
+                pending.executed = (cursor.rowcount, first_row)
+
+
+class Pending:
+    """A statement's result (DriverStatement's `Executed`): reading it sends the statement,
+    with those waiting before it, if it has not gone out yet."""
+
+    __slots__ = ("_script", "executed")
+
+    def __init__(self, script: PostgresScript) -> None:
+        self._script = script
+        self.executed: tuple[int, tuple | None] | None = None
+
+    @property
+    def rowcount(self) -> int:
+        return self._result()[0]
+
+    @property
+    def first_row(self) -> tuple | None:
+        return self._result()[1]
+
+    def _result(self) -> tuple[int, tuple | None]:
+        if self.executed is None:
+            self._script.send_waiting()
+        if self.executed is None:
+            raise RuntimeError("the statement's transaction failed before it was sent")
+        return self.executed

@@ -132,7 +132,32 @@ class ProvisioningLog:
         # Commits this process's deferred outcomes first (app/store/deferred.py).
         self._before_read = before_read
 
-    def start(
+    def start(self, *, connection: Connection | None = None, **row: Any) -> int:
+        """Record an accepted request before any work; returns the entry id. With
+        ``connection``, inside the caller's transaction.
+
+        ``row``: the keywords of ``_start_values``. A replay (``replay_of``) also marks the
+        original entry as replayed by this one, in the same transaction.
+        """
+        with transaction(self._engine, connection) as connection:
+            return self.queue_start(connection, **row)()
+
+    def queue_start(self, connection: Connection, **row: Any) -> Callable[[], int]:
+        """``start`` in ``connection``'s transaction; what it returns gives the entry id,
+        once the transaction has committed. On PostgreSQL the INSERT waits for the
+        transaction's next message, the COMMIT at the latest (app/store/postgres_script.py).
+        """
+        inserted = _START.execute_later(connection, self._start_values(**row))
+        replay_of = row.get("replay_of")
+        if replay_of is None:
+            return lambda: inserted.first_row[0]
+        entry_id = inserted.first_row[0]  # the mark needs it now (replays are rare)
+        _MARK_REPLAYED.execute_later(
+            connection, {"original_id": replay_of, "replayed_by": entry_id}
+        )
+        return lambda: entry_id
+
+    def _start_values(
         self,
         *,
         request_id: str,
@@ -145,38 +170,22 @@ class ProvisioningLog:
         replay_of: int | None = None,
         correlation_id: str | None = None,
         batch_item_id: int | None = None,
-        connection: Connection | None = None,
-    ) -> int:
-        """Record an accepted request before any work; returns the entry id.
-
-        A replay (``replay_of``) also marks the original entry as replayed by this one, in
-        the same transaction. With ``connection``, inside the caller's transaction.
-        """
-        with transaction(self._engine, connection) as connection:
-            inserted = _START.execute(
-                connection,
-                {
-                    "request_id": request_id,
-                    "correlation_id": correlation_id,
-                    "operation": operation,
-                    "caller_key_id": caller_key_id,
-                    "idempotency_key": idempotency_key,
-                    "salesforce_account_id": salesforce_account_id,
-                    "salesforce_opportunity_id": salesforce_opportunity_id,
-                    "payload": redact(payload),
-                    "replay_of": replay_of,
-                    "batch_item_id": batch_item_id,
-                    "outcome": "in_progress",
-                    "attempts": 0,
-                    "created_at": self._clock(),
-                },
-            )
-            entry_id = inserted.first_row[0]
-            if replay_of is not None:
-                _MARK_REPLAYED.send(
-                    connection, {"original_id": replay_of, "replayed_by": entry_id}
-                )
-            return entry_id
+    ) -> dict[str, Any]:
+        return {
+            "request_id": request_id,
+            "correlation_id": correlation_id,
+            "operation": operation,
+            "caller_key_id": caller_key_id,
+            "idempotency_key": idempotency_key,
+            "salesforce_account_id": salesforce_account_id,
+            "salesforce_opportunity_id": salesforce_opportunity_id,
+            "payload": redact(payload),
+            "replay_of": replay_of,
+            "batch_item_id": batch_item_id,
+            "outcome": "in_progress",
+            "attempts": 0,
+            "created_at": self._clock(),
+        }
 
     def finish(
         self, entry_id: int, *, connection: Connection | None = None, **outcome: Any
@@ -195,7 +204,7 @@ class ProvisioningLog:
         """``finish`` in ``connection``'s transaction, not asking whether the entry was
         there: the outcomes a later request's transaction carries. On PostgreSQL the UPDATE
         travels with that transaction's next statement (app/store/postgres_script.py)."""
-        _FINISH.send(connection, self._finish_values(entry_id, **outcome))
+        _FINISH.execute_later(connection, self._finish_values(entry_id, **outcome))
 
     def _finish_values(
         self,

@@ -219,10 +219,10 @@ def test_a_transaction_that_fails_gives_the_outcomes_back(open_store, monkeypatc
     entry = open_entry(ledger)
     entry.succeeded(BODY)
 
-    def broken_start(**_):
+    def broken_start(*_args, **_row):
         raise RuntimeError("a bug in the next request")
 
-    monkeypatch.setattr(store.log, "start", broken_start)
+    monkeypatch.setattr(store.log, "queue_start", broken_start)
     with pytest.raises(RuntimeError):
         open_entry(ledger)
 

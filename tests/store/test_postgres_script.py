@@ -39,7 +39,7 @@ def messages(monkeypatch) -> list[str]:
     original = PostgresScript._send
 
     def counting(self):
-        sent.append(";".join(rendered for _compiled, rendered in self._waiting))
+        sent.append(";".join(rendered for _compiled, rendered, _pending in self._waiting))
         return original(self)
 
     monkeypatch.setattr(PostgresScript, "_send", counting)
@@ -55,7 +55,7 @@ def _row(store: Store, request_id: str) -> dict:
     return row
 
 
-def test_begin_the_carried_outcomes_and_the_row_go_in_one_message_and_commit_in_another(
+def test_reading_a_result_sends_it_with_the_statements_waiting_before_it(
     pg_store, messages
 ):
     earlier = pg_store.log.start(request_id="earlier", operation="op", caller_key_id="k")
@@ -74,6 +74,39 @@ def test_begin_the_carried_outcomes_and_the_row_go_in_one_message_and_commit_in_
     assert second == "COMMIT"
     assert pg_store.log.get(earlier)["outcome"] == "succeeded"
     assert pg_store.log.get(entry_id)["request_id"] == "now"
+
+
+def test_a_request_s_transaction_is_one_message_when_its_results_are_read_after_commit(
+    pg_store, messages
+):
+    # What the ledger does for every request: the carried outcomes, the row, the key's
+    # claim, and the row's id and the claim read once committed.
+    earlier = pg_store.log.start(request_id="earlier", operation="op", caller_key_id="k")
+    claim = {
+        "caller_key_id": "k",
+        "operation": "op",
+        "key": "key-1",
+        "fingerprint": "f" * 64,
+        "request_id": "now",
+        "lock_s": 60,
+    }
+    messages.clear()
+
+    with driver_transaction(pg_store.engine) as connection:
+        pg_store.log.send_finish(
+            connection, earlier, outcome="succeeded", http_status=200, attempts=1, duration_ms=4
+        )
+        entry_id = pg_store.log.queue_start(
+            connection, request_id="now", operation="op", caller_key_id="k"
+        )
+        claimed = pg_store.idempotency.queue_claim_if_new(connection, **claim)
+        taken_again = pg_store.idempotency.queue_claim_if_new(connection, **claim)
+
+    assert len(messages) == 1
+    assert messages[0].startswith("BEGIN;") and messages[0].endswith("COMMIT")
+    assert pg_store.log.get(entry_id())["request_id"] == "now"
+    assert claimed() is not None and taken_again() is None  # the key existed by then
+    assert pg_store.log.get(earlier)["outcome"] == "succeeded"
 
 
 def test_hostile_values_are_stored_exactly_as_sqlalchemy_stores_them(pg_store):
@@ -109,10 +142,10 @@ def test_hostile_values_are_stored_exactly_as_sqlalchemy_stores_them(pg_store):
 def test_a_waiting_statement_the_server_refuses_fails_the_read_it_travels_with(pg_store):
     start_row(pg_store, None, "taken")
     duplicate = DriverStatement(insert(entries), _START_KEYS)
-    with pytest.raises(IntegrityError) as refused:
-        with driver_transaction(pg_store.engine) as connection:
-            duplicate.send(connection, _values("taken"))  # waits: no error yet
-            start_row(pg_store, connection, "innocent")  # its message carries the duplicate
+    refusal = pytest.raises(IntegrityError)
+    with refusal as refused, driver_transaction(pg_store.engine) as connection:
+        duplicate.execute_later(connection, _values("taken"))  # waits: no error yet
+        start_row(pg_store, connection, "innocent")  # its message carries the duplicate
 
     assert "request_id" in str(refused.value.orig)
     # The error names the statements as compiled, never their values.
@@ -127,7 +160,7 @@ def test_a_statement_refused_at_commit_leaves_nothing(pg_store, messages):
     duplicate = DriverStatement(insert(entries), _START_KEYS)
     with pytest.raises(IntegrityError), driver_transaction(pg_store.engine) as connection:
         start_row(pg_store, connection, "innocent")
-        duplicate.send(connection, _values("taken"))  # goes with the COMMIT, and fails it
+        duplicate.execute_later(connection, _values("taken"))  # goes with the COMMIT, and fails it
 
     assert messages[-1].endswith("COMMIT")
     with pg_store.engine.connect() as connection:
@@ -176,3 +209,42 @@ def _values(request_id: str) -> dict:
         "attempts": 0,
         "created_at": datetime(2026, 12, 1, tzinfo=UTC),
     }
+
+
+@pytest.mark.parametrize("key", [None, "key-1"])
+def test_the_ledger_opens_a_request_in_one_message_carrying_the_last_outcome(
+    postgres_url, messages, key
+):
+    from app.ledger import Ledger
+    from app.request_context import new_request_id
+
+    store = Store.from_url(postgres_url, outcome_delay_s=60)  # outcomes wait to be carried
+    try:
+        ledger = Ledger(store, ttl_s=3600, lock_s=60)
+
+        def open_entry(idempotency_key):
+            new_request_id()
+            entry, replay = ledger.open(
+                operation="createCreditGrant",
+                caller_key_id="caller",
+                payload={"amount": 1},
+                idempotency_key=idempotency_key,
+                fingerprint="f" * 64,
+            )
+            assert replay is None
+            return entry
+
+        answered = open_entry(None)
+        answered.succeeded({"ok": True})
+        messages.clear()
+
+        entry = open_entry(key)
+
+        assert len(messages) == 1
+        assert "UPDATE provisioning_log" in messages[0]  # the last request's outcome
+        assert (key is not None) == ("INSERT INTO idempotency_keys" in messages[0])
+        assert store.log.get(answered.log_id)["outcome"] == "succeeded"
+        assert store.log.get(entry.log_id)["outcome"] == "in_progress"
+        assert (entry.record_id is not None) == (key is not None)
+    finally:
+        store.close()

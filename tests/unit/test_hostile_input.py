@@ -202,10 +202,10 @@ def test_a_nul_anywhere_leaves_a_finished_log_row_on_both_databases(app_on, stig
 def test_a_log_write_that_violates_a_constraint_is_a_bug_not_an_outage(app, caller, stigg):
     from sqlalchemy.exc import IntegrityError
 
-    def violates(**kwargs):
+    def violates(*args, **kwargs):
         raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
 
-    app.extensions["store"].log.start = violates
+    app.extensions["store"].log.queue_start = violates
 
     response = caller.post(GRANT_PATH, PROMOTIONAL_GRANT)
 

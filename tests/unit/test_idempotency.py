@@ -241,10 +241,10 @@ def test_unauthenticated_requests_are_not_logged(caller, stigg, log):
 def test_a_database_outage_refuses_before_anything_reaches_stigg(app, caller, stigg):
     from app.store import StoreError
 
-    def unavailable(**kwargs):
+    def unavailable(*args, **kwargs):
         raise StoreError("database at sqlite:///x: unreachable")
 
-    app.extensions["store"].log.start = unavailable
+    app.extensions["store"].log.queue_start = unavailable
 
     response = caller.post(GRANT_PATH, GRANT, headers=KEY)
 
