@@ -61,13 +61,10 @@ class DriverStatement:
 
     def execute(self, connection: Connection, values: dict[str, Any]) -> Executed:
         """Run with `values` (every key, None for NULL) in `connection`'s transaction."""
-        compiled, parameters = self._parameters(connection, values)
-        script = getattr(connection, "script", None)
-        if script is not None:
-            rendered = _rendered(script, compiled.sql, parameters, connection.dialect)
-            pending = script.add(compiled.sql, rendered)
-            script.send_waiting()
+        if getattr(connection, "script", None) is not None:
+            pending = self.execute_later(connection, values)  # reading it sends it
             return Executed(pending.rowcount, pending.first_row)
+        compiled, parameters = self._parameters(connection, values)
         dbapi_error = connection.dialect.loaded_dbapi.Error
         cursor = connection.connection.cursor()
         try:

@@ -7,8 +7,8 @@ its key's claim (whose row count is read), and COMMIT. Sent one at a time that w
 round trips for a request without a key, each costing psycopg about 100 us of CPU and the
 server a wake-up on the bench machine (bench/README.md). Here a statement whose result is
 not read waits, and goes out with the next statement whose result is read, or with the
-COMMIT, in one simple-query message: BEGIN and the carried outcomes travel with the row's
-INSERT, and a request without a key takes two round trips.
+COMMIT, in one simple-query message. The ledger reads the row's id and the key's claim only
+after the commit, so a request's whole transaction is one round trip.
 
 The values are put into the text by psycopg's client-side binding (`ClientCursor.mogrify`:
 the adapters of server-side binding, literals quoted by libpq's rules), never by string
@@ -32,13 +32,12 @@ class PostgresScript:
     """The statements of one transaction on a psycopg connection in autocommit mode (so
     that psycopg does not send a BEGIN of its own: the first message carries ours)."""
 
-    __slots__ = ("_cursor", "_waiting", "messages")
+    __slots__ = ("_cursor", "_waiting")
 
     def __init__(self, connection: psycopg.Connection) -> None:
         self._cursor = psycopg.ClientCursor(connection)
         # (the statement as compiled, as sent, where its result goes), not yet sent
         self._waiting: list[tuple[str, str, Pending | None]] = [("BEGIN", "BEGIN", None)]
-        self.messages = 0  # messages sent to the server: round trips
 
     def render(self, sql: str, parameters: Any) -> str:
         """`sql` (psycopg's placeholders) with `parameters` as literals."""
@@ -65,7 +64,6 @@ class PostgresScript:
         """Raises SQLAlchemy's DBAPIError (OperationalError, IntegrityError, ...)."""
         waiting, self._waiting = self._waiting, []
         message = ";\n".join(rendered for _compiled, rendered, _pending in waiting)
-        self.messages += 1
         cursor = self._cursor
         try:
             cursor.execute(message)  # no parameters: sent as it is, one simple query
