@@ -101,7 +101,9 @@ class Server:
                 self.process.wait()
 
 
-def start(name: str, command: list[str], *, env: dict, workdir: Path, boot_log=None) -> Server:
+def start(
+    name: str, command: list[str], *, env: dict, workdir: Path, boot_log=None, cwd: Path = REPO
+) -> Server:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [part.replace("{port}", str(port)) for part in command]
@@ -109,7 +111,7 @@ def start(name: str, command: list[str], *, env: dict, workdir: Path, boot_log=N
     began = time.perf_counter()
     process = subprocess.Popen(
         command,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
