@@ -31,6 +31,7 @@ from app.store.idempotency import IdempotencyStore
 from app.store.models import utc_now
 from app.store.provisioning_log import ProvisioningLog
 from app.store.retention import Retention
+from app.store.sqlite_checkpoint import WalCheckpointer
 from app.store.sqlite_writer import WriterLockedConnection
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,9 @@ class Store:
     ) -> None:
         self.engine = engine
         self.clock = clock
+        # On a SQLite file: the WAL checkpoints in a thread of their own, not in a request's
+        # COMMIT (None otherwise).
+        self.checkpointer = WalCheckpointer.attach(engine)
         # Outcomes committed after the answer (OUTCOME_WRITE_DELAY_MS); reads in this
         # process flush them first, so it always sees its own writes.
         self.deferred = DeferredWrites(engine, delay_s=outcome_delay_s)
@@ -372,4 +376,6 @@ class Store:
 
     def close(self) -> None:
         self.deferred.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()
