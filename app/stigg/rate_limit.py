@@ -62,6 +62,7 @@ from app import metrics
 from app.config import ConfigError, RateLimitSettings, Settings, key_id_for
 from app.stigg.operations import load_operations
 from app.store.errors import describe, first_line
+from app.store.sqlite_checkpoint import WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -282,8 +283,16 @@ class SqlWindowStore:
     IMMEDIATE, whose write lock serialises all reservations of all processes.
     """
 
-    def __init__(self, engine: Engine, *, window_s: float, in_flight_s: float):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        window_s: float,
+        in_flight_s: float,
+        checkpointer: WalCheckpointer | None = None,
+    ):
         self._engine = engine
+        self._checkpointer = checkpointer
         self._window_s = window_s
         self._in_flight_s = in_flight_s
         self._postgres = engine.dialect.name == "postgresql"
@@ -293,16 +302,21 @@ class SqlWindowStore:
     @classmethod
     def create(cls, engine: Engine, *, window_s: float, in_flight_s: float) -> SqlWindowStore:
         """Create the tables if they are missing (safe when instances start together)."""
+        # A SQLite file takes a write per Stigg call: its checkpoints go off that path too,
+        # set up before the first connection so that every connection leaves them alone.
+        checkpointer = WalCheckpointer.attach(engine)
         try:
             with engine.begin() as connection:
                 if engine.dialect.name == "postgresql":
                     connection.execute(select(func.pg_advisory_xact_lock(_CREATE_LOCK_ID)))
                 _metadata.create_all(connection)
         except SQLAlchemyError as error:
+            if checkpointer is not None:
+                checkpointer.close()
             raise RateStoreError(
                 f"database at {describe(engine.url)}: {first_line(error.orig or error)}"
             ) from error
-        return cls(engine, window_s=window_s, in_flight_s=in_flight_s)
+        return cls(engine, window_s=window_s, in_flight_s=in_flight_s, checkpointer=checkpointer)
 
     def reserve(self, limits: Sequence[Limit], token: str, now: float) -> float | None:
         keys = [limit.key for limit in limits]
@@ -395,6 +409,8 @@ class SqlWindowStore:
         return _translated(SQLAlchemyError, lambda error: first_line(error.orig or error))
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._engine.dispose()
 
 

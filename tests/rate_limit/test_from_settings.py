@@ -14,6 +14,7 @@ from app.stigg.rate_limit import (
     RedisWindowStore,
     SqlWindowStore,
 )
+from app.store.sqlite_checkpoint import BACKSTOP_PAGES
 from tests.conftest import BASE_CONFIG, STIGG_KEY
 from tests.integration.servers import free_port
 from tests.rate_limit.conftest import REDIS_URL
@@ -30,8 +31,16 @@ def test_a_sqlite_database_keeps_the_windows_in_a_file_beside_it(tmp_path):
         assert isinstance(limiter._store, SqlWindowStore)
         assert (tmp_path / "service-rate-limits.db").exists()
         assert not (tmp_path / "service.db").exists()  # the store's own file is the store's
+        # Its WAL is checkpointed off the reservation path, like the store's own.
+        checkpointer = limiter._store._checkpointer
+        assert checkpointer.database_path == str(tmp_path / "service-rate-limits.db")
+        assert checkpointer._thread.is_alive()
+        with limiter._store._engine.connect() as connection:
+            setting = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert setting == BACKSTOP_PAGES
     finally:
         limiter.close()
+    assert not checkpointer._thread.is_alive()
 
 
 def test_an_in_memory_database_gets_an_in_process_store():
