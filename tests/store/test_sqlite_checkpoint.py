@@ -56,8 +56,12 @@ def test_the_thread_copies_the_log_into_the_database(tmp_path):
     store = Store.from_url(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         write_pages(store, 1_500)
-        assert wait_for(lambda: os.path.getsize(tmp_path / "store.db") >= 1_500 * PAGE)
-        assert store.checkpointer.checkpoints >= 1
+        # Both at once: the file grows while the checkpoint is still copying, and the
+        # counter moves only once the checkpoint has returned.
+        assert wait_for(
+            lambda: store.checkpointer.checkpoints >= 1
+            and os.path.getsize(tmp_path / "store.db") >= 1_500 * PAGE
+        )
         # Every page copied: a further checkpoint finds nothing left to copy.
         in_log, copied = store.checkpointer.checkpoint()
         assert in_log == copied
