@@ -84,7 +84,7 @@ def parts() -> list[tuple[object, str, str]]:
         (group_commit.GroupCommit, "run", "- group commit (the row's transaction)"),
         (sqlalchemy_engine.Engine, "raw_connection", "- - pool checkout"),
         (sqlite_writer.WriterLockedConnection, "begin_immediate", "- - flock + BEGIN IMMEDIATE"),
-        (provisioning_log.ProvisioningLog, "start", "- - the row's INSERT"),
+        (provisioning_log.ProvisioningLog, "queue_start", "- - the row's INSERT (queued)"),
         (provisioning_log.ProvisioningLog, "send_finish", "- - the carried outcome's UPDATE"),
         (sqlite_writer.WriterLockedConnection, "commit", "- - SQLite COMMIT + unlock"),
         (postgres_script.PostgresScript, "_send", "- - PostgreSQL: messages sent (round trips)"),
