@@ -48,22 +48,7 @@ def main() -> int:
     servers: dict = {}
     schemas: list[str] = []
     try:
-        servers["sandbox"] = bench_run.start(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--threads",
-                str(bench_run.SANDBOX_THREADS),
-            ],
-            env={"SANDBOX_API_KEYS": bench_run.SANDBOX_KEY, "SANDBOX_RATE_LIMITS": "off"},
-            workdir=workdir,
-        )
+        servers["sandbox"] = bench_run.start_sandbox(workdir)
         upstream = {
             "STIGG_API_URL": f"{servers['sandbox'].base_url}/graphql",
             "STIGG_API_KEY": bench_run.SANDBOX_KEY,

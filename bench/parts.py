@@ -141,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="stigg-parts-"))
-    sandbox = bench_run.start(
-        "sandbox",
-        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", "{port}"],
-        env={"SANDBOX_API_KEYS": bench_run.SANDBOX_KEY, "SANDBOX_RATE_LIMITS": "off"},
-        workdir=workdir,
-    )
+    sandbox = bench_run.start_sandbox(workdir)
     schema = f"parts_{os.getpid()}" if args.store == "postgres" else None
     try:
         return _measure(args, workdir, sandbox, schema)

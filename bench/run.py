@@ -135,6 +135,27 @@ def start(
     return server
 
 
+def start_sandbox(workdir: Path) -> Server:
+    """The local Stigg stand-in, as every benchmark here runs it."""
+    return start(
+        "sandbox",
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--threads",
+            str(SANDBOX_THREADS),
+        ],
+        # Latency benchmarks: Stigg's rate limits would throttle them.
+        env={"SANDBOX_API_KEYS": SANDBOX_KEY, "SANDBOX_RATE_LIMITS": "off"},
+        workdir=workdir,
+    )
+
+
 def children_of(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
@@ -936,23 +957,7 @@ def main() -> int:
     servers: dict[str, Server] = {}
     postgres_schema = f"bench_{stamp.lower()}"
     try:
-        servers["sandbox"] = start(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--threads",
-                str(SANDBOX_THREADS),
-            ],
-            # Latency benchmarks: Stigg's rate limits would throttle them.
-            env={"SANDBOX_API_KEYS": SANDBOX_KEY, "SANDBOX_RATE_LIMITS": "off"},
-            workdir=workdir,
-        )
+        servers["sandbox"] = start_sandbox(workdir)
         upstream_env = {
             "STIGG_API_URL": f"{servers['sandbox'].base_url}/graphql",
             "STIGG_API_KEY": SANDBOX_KEY,
