@@ -22,14 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
-from app.store.errors import StoreError, transaction
+from app.store.driver_transaction import DriverConnection, driver_transaction
+from app.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-# One deferred write: statements run on the connection of a transaction it did not open.
-Write = Callable[[Connection], object]
+# One deferred write: statements run on the connection of a transaction it did not open,
+# the driver's (app/store/driver_transaction.py), like every write a request makes: on
+# PostgreSQL the thread's commit is one message too.
+Write = Callable[[DriverConnection], object]
 
 # After a failed background commit (the database is down), wait this long before the next.
 RETRY_AFTER_FAILURE_S = 1.0
@@ -60,7 +63,7 @@ class DeferredWrites:
         """Commit `write` soon: with the next request's transaction, or within delay_s.
         Raises StoreError only when nothing is deferred (delay_s 0) and the write fails."""
         if self.delay_s <= 0 or self._closed:
-            with transaction(self._engine) as connection:
+            with driver_transaction(self._engine) as connection:
                 write(connection)
             return
         with self._lock:
@@ -114,7 +117,7 @@ class DeferredWrites:
         """One transaction for all of them. If one of them is refused by the database (a
         bug, not an outage), each is retried alone and the refused one is dropped."""
         try:
-            with transaction(self._engine) as connection:
+            with driver_transaction(self._engine) as connection:
                 for write in writes:
                     write(connection)
         except StoreError:

@@ -260,7 +260,7 @@ def test_an_outage_keeps_the_outcomes_queued(open_store, monkeypatch):
         raise StoreError("database at test: unreachable")
 
     with monkeypatch.context() as patched:
-        patched.setattr(deferred_module, "transaction", down)
+        patched.setattr(deferred_module, "driver_transaction", down)
         with pytest.raises(StoreError):
             store.deferred.flush()
     assert store.deferred.pending() == 1
@@ -311,7 +311,7 @@ def test_an_outage_while_retrying_one_by_one_keeps_the_untried_queued(open_store
     store.deferred.add(refused)
     first.succeeded(BODY)
     second.succeeded(BODY)
-    real_transaction = deferred_module.transaction
+    real_transaction = deferred_module.driver_transaction
     calls = []
 
     def down_from_the_third_call(engine):
@@ -321,7 +321,7 @@ def test_an_outage_while_retrying_one_by_one_keeps_the_untried_queued(open_store
         return real_transaction(engine)
 
     with monkeypatch.context() as patched:
-        patched.setattr(deferred_module, "transaction", down_from_the_third_call)
+        patched.setattr(deferred_module, "driver_transaction", down_from_the_third_call)
         with pytest.raises(StoreError):
             store.deferred.flush()
     assert store.deferred.pending() == 2  # both outcomes; the refused write is gone

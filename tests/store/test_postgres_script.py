@@ -55,9 +55,7 @@ def _row(store: Store, request_id: str) -> dict:
     return row
 
 
-def test_reading_a_result_sends_it_with_the_statements_waiting_before_it(
-    pg_store, messages
-):
+def test_reading_a_result_sends_it_with_the_statements_waiting_before_it(pg_store, messages):
     earlier = pg_store.log.start(request_id="earlier", operation="op", caller_key_id="k")
 
     with driver_transaction(pg_store.engine) as connection:
@@ -107,6 +105,37 @@ def test_a_request_s_transaction_is_one_message_when_its_results_are_read_after_
     assert pg_store.log.get(entry_id())["request_id"] == "now"
     assert claimed() is not None and taken_again() is None  # the key existed by then
     assert pg_store.log.get(earlier)["outcome"] == "succeeded"
+
+
+def test_outcomes_no_request_carried_are_committed_in_one_message(postgres_url, messages):
+    # The deferred writes' own commit (app/store/deferred.py): the outcomes of the last
+    # requests before a lull, committed by the background thread or by flush().
+    store = Store.from_url(postgres_url, outcome_delay_s=60.0)
+    try:
+        first = store.log.start(request_id="first", operation="op", caller_key_id="k")
+        second = store.log.start(request_id="second", operation="op", caller_key_id="k")
+        for entry in (first, second):
+            store.deferred.add(
+                lambda connection, entry=entry: store.log.send_finish(
+                    connection,
+                    entry,
+                    outcome="succeeded",
+                    http_status=200,
+                    attempts=1,
+                    duration_ms=4,
+                )
+            )
+        messages.clear()
+
+        store.deferred.flush()
+
+        assert len(messages) == 1
+        assert messages[0].startswith("BEGIN;") and messages[0].endswith("COMMIT")
+        assert messages[0].count("UPDATE provisioning_log") == 2
+        assert store.log.get(first)["outcome"] == "succeeded"
+        assert store.log.get(second)["outcome"] == "succeeded"
+    finally:
+        store.close()
 
 
 def test_hostile_values_are_stored_exactly_as_sqlalchemy_stores_them(pg_store):
