@@ -4,12 +4,16 @@ not inside the COMMIT of a request that happens to take the log past 1,000 pages
 from __future__ import annotations
 
 import os
+import random
+import signal
+import sqlite3
 import time
 
 from sqlalchemy import text
 
 from app.store import Store, create_engine_for
 from app.store.sqlite_checkpoint import BACKSTOP_PAGES, WalCheckpointer
+from tests.store import workers
 
 PAGE = 4096
 
@@ -59,8 +63,10 @@ def test_the_thread_copies_the_log_into_the_database(tmp_path):
         # Both at once: the file grows while the checkpoint is still copying, and the
         # counter moves only once the checkpoint has returned.
         assert wait_for(
-            lambda: store.checkpointer.checkpoints >= 1
-            and os.path.getsize(tmp_path / "store.db") >= 1_500 * PAGE
+            lambda: (
+                store.checkpointer.checkpoints >= 1
+                and os.path.getsize(tmp_path / "store.db") >= 1_500 * PAGE
+            )
         )
         # Every page copied: a further checkpoint finds nothing left to copy.
         in_log, copied = store.checkpointer.checkpoint()
@@ -101,3 +107,40 @@ def test_only_for_a_sqlite_file():
         assert WalCheckpointer.attach(postgres) is None
     finally:
         postgres.dispose()
+
+
+def test_a_process_killed_while_checkpointing_loses_no_commit(tmp_path):
+    """What a crash keeps is unchanged: a worker SIGKILLed while its thread copies the log
+    into the database leaves a sound file holding every transaction it committed. (Timed
+    as below, 13 kills of 20 landed inside a checkpoint in a trial run: five kills all
+    missing one is about a 1-in-200 chance.)"""
+    path = tmp_path / "store.db"
+    context = workers.process_context()
+    committed, checkpoint_began = context.Value("q", 0), context.Event()
+    for _kill in range(5):
+        before = committed.value
+        child = context.Process(
+            target=workers.write_while_checkpointing, args=(path, committed, checkpoint_began)
+        )
+        child.start()
+        try:
+            assert wait_for(lambda before=before: committed.value >= before + 200, timeout_s=60)
+            checkpoint_began.clear()
+            assert checkpoint_began.wait(timeout=10)
+            time.sleep(random.uniform(0, 0.003))  # somewhere inside the checkpoint
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(timeout=30)
+        assert child.exitcode == -signal.SIGKILL
+        assert os.path.getsize(tmp_path / "store.db-wal") > 0  # it died with a log to recover
+
+        database = sqlite3.connect(path)
+        try:
+            assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            rows, highest = database.execute("SELECT count(*), max(n) FROM numbered").fetchone()
+        finally:
+            database.close()
+        # Every number it reported committed is there, with no gap (the one it may have
+        # committed without reporting, killed in between, is there too or not at all).
+        assert rows == highest
+        assert committed.value <= rows <= committed.value + 1

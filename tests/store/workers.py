@@ -107,3 +107,36 @@ def claim_then_die(url, claimed, *, key: str, fingerprint: str, lock_s: float) -
     connection.exec_driver_sql("DELETE FROM provisioning_log")
     claimed.set()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_while_checkpointing(path, committed, checkpoint_began) -> None:
+    """Commits numbered rows, one transaction each, as fast as it can, while its store's
+    checkpoint thread runs without a pause, until it is killed. `committed` holds the last
+    number committed; `checkpoint_began` is set each time a checkpoint starts."""
+    from sqlalchemy import text
+
+    from app.store import Store
+
+    store = Store.from_url(f"sqlite:///{path}")
+    checkpointer = store.checkpointer
+    checkpointer.interval_s = 0.001
+    checkpoint = checkpointer.checkpoint
+
+    def announced():
+        checkpoint_began.set()
+        return checkpoint()
+
+    checkpointer.checkpoint = announced  # the thread looks it up each time
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("CREATE TABLE IF NOT EXISTS numbered (n INTEGER PRIMARY KEY, data BLOB)")
+        )
+        number = connection.execute(text("SELECT coalesce(max(n), 0) FROM numbered")).scalar()
+    while True:
+        number += 1
+        with store.engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO numbered VALUES (:n, :data)"),
+                {"n": number, "data": os.urandom(16_384)},
+            )
+        committed.value = number
