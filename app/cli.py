@@ -142,9 +142,7 @@ def cmd_serve(args) -> int:
             sandbox_process = _start_sandbox(sandbox_port)
         base_url = f"http://{args.host}:{port}"
         _print_banner(base_url, use_sandbox)
-        ServiceApplication(
-            gunicorn_options(bind=f"{args.host}:{port}", workers=args.workers)
-        ).run()
+        ServiceApplication(gunicorn_options(bind=f"{args.host}:{port}", workers=args.workers)).run()
     except KeyboardInterrupt:
         pass
     finally:
@@ -312,9 +310,7 @@ def _replay(args, runtime) -> int:
         replay_of=entry["id"],
     )
     replayed = " (the stored answer of an earlier run)" if outcome.replayed else ""
-    print(
-        f"replayed entry {entry['id']} ({entry['operation']}) -> HTTP {outcome.status}{replayed}"
-    )
+    print(f"replayed entry {entry['id']} ({entry['operation']}) -> HTTP {outcome.status}{replayed}")
     print(json.dumps(outcome.body))
     return 0 if outcome.succeeded else 1
 

@@ -325,9 +325,7 @@ def _caller_keys(environ: Mapping[str, str]) -> tuple[CallerKey, ...]:
     return tuple(CallerKey(secret=secret, key_id=key_id_for(secret)) for secret in secrets)
 
 
-def _url_template(
-    environ: Mapping[str, str], name: str, default: str, placeholder: str
-) -> str:
+def _url_template(environ: Mapping[str, str], name: str, default: str, placeholder: str) -> str:
     """A deep-link template: an http(s) URL once `placeholder` is filled in."""
     template = environ.get(name, "").strip() or default
     if placeholder not in template:

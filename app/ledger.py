@@ -78,9 +78,7 @@ class Entry:
         )
 
     def crashed(self) -> None:
-        self._finish(
-            "failed", 500, {"error_code": "INTERNAL_ERROR", "message": "unexpected error"}
-        )
+        self._finish("failed", 500, {"error_code": "INTERNAL_ERROR", "message": "unexpected error"})
 
     def _finish(
         self, outcome: str, status: int, details: dict, *, keep: tuple[int, dict] | None = None
@@ -156,8 +154,13 @@ class Ledger:
         """
         started = time.monotonic()
         row = self._row(
-            operation, caller_key_id, idempotency_key, payload, correlation_id, replay_of,
-            batch_item_id
+            operation,
+            caller_key_id,
+            idempotency_key,
+            payload,
+            correlation_id,
+            replay_of,
+            batch_item_id,
         )
         claim_args = None
         if idempotency_key is not None:
@@ -198,9 +201,7 @@ class Ledger:
             entry.record_id = claim.record_id
             entry.resumed = claim.resumed
             if claim.resumed:
-                log.warning(
-                    "resuming a request whose worker died", extra={"operation": operation}
-                )
+                log.warning("resuming a request whose worker died", extra={"operation": operation})
             return entry, None
         if isinstance(claim, Replay):
             entry.replayed(claim)
@@ -240,8 +241,13 @@ class Ledger:
         finished. A log that is down does not change the refusal."""
         started = time.monotonic()
         row = self._row(
-            operation, caller_key_id, idempotency_key, payload, correlation_id, replay_of,
-            batch_item_id
+            operation,
+            caller_key_id,
+            idempotency_key,
+            payload,
+            correlation_id,
+            replay_of,
+            batch_item_id,
         )
 
         def write_refused_row(connection):

@@ -175,9 +175,7 @@ def freeze_startup_objects(worker=None) -> None:
     gc.freeze()
 
 
-def check_configuration(
-    environ: Mapping[str, str], *, addresses: Iterable[object] = ()
-) -> None:
+def check_configuration(environ: Mapping[str, str], *, addresses: Iterable[object] = ()) -> None:
     """Everything start-up can refuse, checked once: raises ConfigError naming the setting.
 
     The settings, the database (opened and migrated, then closed again: engines must not

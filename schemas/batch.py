@@ -88,9 +88,7 @@ class BatchItem(ResponseSchema):
     httpStatus = fields.Integer(
         metadata={"description": "The status a single call would have answered (finished items)."}
     )
-    result = fields.Dict(
-        metadata={"description": "SUCCEEDED: the single action's success body."}
-    )
+    result = fields.Dict(metadata={"description": "SUCCEEDED: the single action's success body."})
     error = fields.Nested(Error, metadata={"description": "FAILED: the single action's error."})
 
 

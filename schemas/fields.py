@@ -227,8 +227,7 @@ class UtcDateTime(fields.Field):
         if not _RFC3339_DATE_TIME.match(text):
             if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", text):
                 raise ValidationError(
-                    "A date-time needs seconds and a time zone offset, e.g. "
-                    "2026-01-31T09:00:00Z."
+                    "A date-time needs seconds and a time zone offset, e.g. 2026-01-31T09:00:00Z."
                 )
             raise ValidationError(_DATE_FORMATS)
         try:
@@ -252,9 +251,7 @@ class UtcDateTime(fields.Field):
         return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-_DATE_FORMATS = (
-    "Must be a date (YYYY-MM-DD) or an RFC 3339 date-time (e.g. 2026-01-31T09:00:00Z)."
-)
+_DATE_FORMATS = "Must be a date (YYYY-MM-DD) or an RFC 3339 date-time (e.g. 2026-01-31T09:00:00Z)."
 
 
 def rfc3339(value: datetime | None) -> str | None:

@@ -241,9 +241,7 @@ class FakeStigg:
         raise AssertionError(f"unexpected operation {call.operation}")
 
     def _subscription(self, subscription_id: str) -> dict | None:
-        return next(
-            (s for s in self.subscriptions if s["subscriptionId"] == subscription_id), None
-        )
+        return next((s for s in self.subscriptions if s["subscriptionId"] == subscription_id), None)
 
 
 def _node(record: dict, *fields: str) -> dict:

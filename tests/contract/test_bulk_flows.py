@@ -320,9 +320,7 @@ def test_both_templates_send_an_explicit_payment_method_the_spec_accepts():
     from app.openapi import build_spec
 
     schemas = build_spec(ACTIONS, batches=False)["components"]["schemas"]
-    allowed = schemas["CreateSubscriptionRequest"]["properties"]["paymentCollectionMethod"][
-        "enum"
-    ]
+    allowed = schemas["CreateSubscriptionRequest"]["properties"]["paymentCollectionMethod"]["enum"]
     for flow_file in (sfdx.FLOW_FILE, sfdx.BULK_FLOW_FILE):
         assert _variable_value(flow_file, "paymentCollectionMethod") == "PAYMENT_METHOD_ON_FILE"
         assert "PAYMENT_METHOD_ON_FILE" in allowed

@@ -123,9 +123,7 @@ def slow_service(sandbox, tmp_path_factory):
 def test_slow_clients_on_every_thread_do_not_starve_the_service(slow_service, sandbox, kind):
     head, trickle = SLOW_REQUESTS[kind]
     stop = threading.Event()
-    clients = [
-        SlowClient(urlsplit(slow_service).port, head, trickle, stop) for _ in range(THREADS)
-    ]
+    clients = [SlowClient(urlsplit(slow_service).port, head, trickle, stop) for _ in range(THREADS)]
     threads = [threading.Thread(target=client.run, daemon=True) for client in clients]
     for thread in threads:
         thread.start()

@@ -90,9 +90,7 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_owner_cannot_finish(store, clo
     [taken] = claim(store, owner="w2")
 
     assert taken.id == mine.id and taken.attempts == 2
-    assert not store.batches.finish(
-        mine.id, owner="dead", succeeded=True, http_status=200, body={}
-    )
+    assert not store.batches.finish(mine.id, owner="dead", succeeded=True, http_status=200, body={})
     finish(store, taken, owner="w2")
     assert store.batches.get("b1")[1][0]["status"] == "SUCCEEDED"
 

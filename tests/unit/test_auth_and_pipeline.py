@@ -144,8 +144,7 @@ def test_request_ids_are_ours_and_the_callers_is_a_correlation_id(app, caller, s
 def test_a_reused_caller_request_id_never_breaks_the_service(app, caller, stigg):
     # A caller that sends the same X-Request-Id every time (a Flow constant, say).
     statuses = [
-        caller.post(PATH, BODY, headers={"X-Request-Id": "my-req-1"}).status_code
-        for _ in range(3)
+        caller.post(PATH, BODY, headers={"X-Request-Id": "my-req-1"}).status_code for _ in range(3)
     ]
 
     assert statuses == [200, 200, 200]

@@ -288,9 +288,7 @@ def test_a_key_replays_across_single_calls_and_batch_items(http, worker, stigg):
     single = Caller(http).post(
         "create-credit-grant", PROMOTIONAL_GRANT, headers={"Idempotency-Key": key}
     )
-    batch_id = post_batch(http, [item("createCreditGrant", PROMOTIONAL_GRANT, key)]).json[
-        "batchId"
-    ]
+    batch_id = post_batch(http, [item("createCreditGrant", PROMOTIONAL_GRANT, key)]).json["batchId"]
     worker.drain()
     replayed = get_batch(http, batch_id).json["items"][0]
 

@@ -115,9 +115,7 @@ def test_replaying_a_keyless_grant_twice_never_grants_twice(caller, log, stigg, 
     assert len(stigg.grants) == 1
     replays = [e for e in log.list() if e["replay_of"] == entry_id]
     assert {e["stigg_credit_grant_id"] for e in replays} == {stigg.grants[0]["grantId"]}
-    assert {e["idempotency_key"] for e in replays} == {
-        f"request:{failed.headers['X-Request-Id']}"
-    }
+    assert {e["idempotency_key"] for e in replays} == {f"request:{failed.headers['X-Request-Id']}"}
 
 
 def test_replay_refuses_what_succeeded_or_was_refused_unless_forced(caller, log, stigg, capsys):
@@ -228,6 +226,5 @@ def test_purge_refuses_a_bad_retention_setting(tmp_path, monkeypatch, capsys):
 
     assert main(["purge", "--dry-run"]) == 2
     assert capsys.readouterr().err == (
-        "configuration error: LOG_RETENTION_DAYS must be a whole number from 1 to 36500 "
-        "(got '0')\n"
+        "configuration error: LOG_RETENTION_DAYS must be a whole number from 1 to 36500 (got '0')\n"
     )

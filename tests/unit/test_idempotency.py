@@ -227,9 +227,10 @@ def test_credit_grant_rows_carry_the_salesforce_ids_they_name(caller, stigg, log
         None,
         "006D000000CkYtrIAF",
     )
-    assert stigg.calls_to("GrantCredits")[-1].input["additionalMetaData"][
-        "salesforceOpportunityId"
-    ] == "006D000000CkYtrIAF"
+    assert (
+        stigg.calls_to("GrantCredits")[-1].input["additionalMetaData"]["salesforceOpportunityId"]
+        == "006D000000CkYtrIAF"
+    )
 
 
 def test_unauthenticated_requests_are_not_logged(caller, stigg, log):
