@@ -6,7 +6,9 @@ import multiprocessing
 import os
 import signal
 
-from app.store import Claimed, create_engine_for, migrate
+from sqlalchemy import text
+
+from app.store import Claimed, Store, create_engine_for, migrate
 from app.store.idempotency import IdempotencyStore
 
 
@@ -113,10 +115,6 @@ def write_while_checkpointing(path, committed, checkpoint_began) -> None:
     """Commits numbered rows, one transaction each, as fast as it can, while its store's
     checkpoint thread runs without a pause, until it is killed. `committed` holds the last
     number committed; `checkpoint_began` is set each time a checkpoint starts."""
-    from sqlalchemy import text
-
-    from app.store import Store
-
     store = Store.from_url(f"sqlite:///{path}")
     checkpointer = store.checkpointer
     checkpointer.interval_s = 0.001
