@@ -374,6 +374,22 @@ class ReadDeadlineWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.request_read_timeout_s = load_serving_settings(os.environ).request_read_timeout_s
 
+    # gthread accepts while it holds fewer than `worker_connections` (1,000) connections,
+    # however many of them wait for a thread: a burst of new connections can land mostly
+    # on one worker (53 of 64 in `make bench`), whose 32 threads then queue the rest while
+    # the other workers idle. Its accept loop reads this attribute before each wait; here
+    # it also stops accepting while every thread has a connection, so the kernel hands the
+    # next connection to a worker with a thread free. Idle kept-alive connections and those
+    # still waiting for their first byte hold no thread.
+    @property
+    def worker_connections(self) -> int:
+        idle = len(self.keepalived_conns) + len(self.pending_conns)
+        return min(self._connection_limit, idle + self.cfg.threads)
+
+    @worker_connections.setter
+    def worker_connections(self, limit: int) -> None:
+        self._connection_limit = limit
+
     def init_process(self):
         # What gunicorn answers itself (a malformed request line, headers too large, a bad
         # chunk) is JSON with the one error body too, not an HTML page. gunicorn writes it

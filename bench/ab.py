@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ab.py --against REV|DIR [--store sqlite|postgres] [--rounds 3]
                                  [--connections 1,8,32] [--target createCreditGrant]
-                                 [--duration 6] [--warmup 1]
+                                 [--duration 6] [--warmup 1] [--delay 0]
 
 `--against` is a git revision (checked out into a temporary worktree, removed afterwards)
 or a directory holding another tree (a worktree with uncommitted changes, say). Both
@@ -11,7 +11,9 @@ same gunicorn options, against one sandbox, beside one baseline. At each concurr
 each round the baseline and both services are measured in turn, the order rotating from
 round to round, so that the machine's drift (large here: the same request swings by 2 x
 between rounds) falls on all three alike. It prints every run, then each service's
-ratio to the baseline measured next to it, per round and as medians.
+ratio to the baseline measured next to it, per round and as medians. With `--delay MS`
+(the sandbox answering every call MS late, as `make bench`'s 100 ms rows) the ratio is to
+the ideal instead: connections / (upstream calls per request x MS).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--target", default="createCreditGrant")
     parser.add_argument("--duration", type=float, default=6)
     parser.add_argument("--warmup", type=float, default=1)
+    parser.add_argument("--delay", type=int, default=0, help="upstream latency, ms")
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
 
@@ -82,7 +85,9 @@ def main() -> int:
             print(f"round {round_number + 1} of {args.rounds} ({' / '.join(order)})", flush=True)
             for count in connections:
                 for name in order:
-                    row = bench_run.measure(bench, runs[name], connections=count)
+                    row = bench_run.measure(
+                        bench, runs[name], connections=count, delay_ms=args.delay
+                    )
                     rows.setdefault((name, count), []).append(row)
             order = order[1:] + order[:1]
     finally:
@@ -98,13 +103,17 @@ def main() -> int:
             )
 
     print(f"\n{args.target} on {args.store}: A = this tree, B = {args.against}")
-    print("x baseline req/s per round (median); added p99 ms per round; CPU ms/req (median)")
+    measure = "x the ideal" if args.delay else "x baseline req/s"
+    print(f"{measure} per round (median); added p99 ms per round; CPU ms/req (median)")
     for count in connections:
         base = rows[("baseline", count)]
         for name in ("A", "B"):
             own = rows[(name, count)]
             ratios = [row["rps"] / b["rps"] for row, b in zip(own, base, strict=True)]
             p99s = [row["p99_ms"] - b["p99_ms"] for row, b in zip(own, base, strict=True)]
+            if args.delay:
+                ideal = count / (float(runs[name].upstream_calls) * args.delay / 1000)
+                ratios = [row["rps"] / ideal for row in own]
             cpu = statistics.median(row["cpu_ms_per_request"] for row in own)
             base_cpu = statistics.median(row["cpu_ms_per_request"] for row in base)
             print(

@@ -194,3 +194,26 @@ def test_a_worker_whose_app_refuses_its_configuration_exits_without_a_traceback(
 def worker_with(*, app) -> ReadDeadlineWorker:
     cfg = Config()
     return ReadDeadlineWorker(1, os.getpid(), [], app, 30, cfg, Logger(cfg))
+
+
+def test_a_worker_accepts_only_while_a_thread_is_free_for_the_connection():
+    cfg = Config()
+    cfg.set("threads", 2)
+    worker = ReadDeadlineWorker(1, os.getpid(), [], None, 30, cfg, Logger(cfg))
+
+    def accepts(*, connections: int, kept_alive: int = 0, waiting_for_data: int = 0) -> bool:
+        # gunicorn's accept loop: `can_accept = self.nr_conns < self.worker_connections`
+        worker.nr_conns = connections
+        worker.keepalived_conns = [object()] * kept_alive
+        worker.pending_conns = [object()] * waiting_for_data
+        return worker.nr_conns < worker.worker_connections
+
+    assert accepts(connections=1)
+    assert not accepts(connections=2)  # both threads serve a connection
+    assert accepts(connections=2, kept_alive=1)  # an idle kept-alive one holds no thread
+    assert accepts(connections=2, waiting_for_data=1)  # nor one still silent
+    assert not accepts(connections=3, kept_alive=1)
+    # gunicorn's own limit on connections still holds.
+    worker.worker_connections = 10
+    assert not accepts(connections=10, kept_alive=10)
+    assert accepts(connections=9, kept_alive=9)
