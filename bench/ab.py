@@ -109,11 +109,13 @@ def main() -> int:
         base = rows[("baseline", count)]
         for name in ("A", "B"):
             own = rows[(name, count)]
-            ratios = [row["rps"] / b["rps"] for row, b in zip(own, base, strict=True)]
-            p99s = [row["p99_ms"] - b["p99_ms"] for row, b in zip(own, base, strict=True)]
             if args.delay:
-                ideal = count / (float(runs[name].upstream_calls) * args.delay / 1000)
+                calls = int(runs[name].upstream_calls)
+                ideal = bench_run.ideal_rate(count, calls, args.delay)
                 ratios = [row["rps"] / ideal for row in own]
+            else:
+                ratios = [row["rps"] / b["rps"] for row, b in zip(own, base, strict=True)]
+            p99s = [row["p99_ms"] - b["p99_ms"] for row, b in zip(own, base, strict=True)]
             cpu = statistics.median(row["cpu_ms_per_request"] for row in own)
             base_cpu = statistics.median(row["cpu_ms_per_request"] for row in base)
             print(

@@ -830,6 +830,12 @@ def _mib(workers: list[dict], key: str) -> str:
     return f"{statistics.mean(w[key] for w in workers) / 1024:.0f}"
 
 
+def ideal_rate(connections: int, upstream_calls: int, delay_ms: int) -> float:
+    """Requests a second `connections` complete when each request makes `upstream_calls`
+    calls of `delay_ms`, one after another, and spends no time of its own."""
+    return connections / (upstream_calls * delay_ms / 1000)
+
+
 def check_targets(results: dict) -> list[dict]:
     rows = {(r["target"], r["connections"], r["upstream_delay_ms"]): r for r in results["load"]}
     checks = []
@@ -862,7 +868,7 @@ def check_targets(results: dict) -> list[dict]:
             continue
         name, calls = target.name, int(target.upstream_calls)
         row = rows[(name, SLOW_CONNECTIONS, SLOW_MS)]
-        ideal = SLOW_CONNECTIONS / (calls * SLOW_MS / 1000)
+        ideal = ideal_rate(SLOW_CONNECTIONS, calls, SLOW_MS)
         floor = 0.8 * min(ideal, base["rps"] / calls)
         checks.append(
             {
