@@ -154,6 +154,48 @@ def test_an_outcome_added_while_the_thread_sleeps_on_an_empty_queue_still_waits_
     assert committed_after_s < delay_s + 0.25
 
 
+class CountedEvent:
+    """The background thread's wake-up Event, counting `set` (a cross-CPU wake-up when
+    the thread is waiting on it)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        self._event.set()
+
+    def __getattr__(self, name):
+        return getattr(self._event, name)
+
+
+def test_under_steady_traffic_the_thread_is_woken_once_and_idles_after_it(open_store, monkeypatch):
+    """Outcomes three delays apart (the thread commits each a delay after it came): the
+    thread keeps looking once per delay instead of idling after one empty look and being
+    woken again by the next outcome; it idles once nothing was pending for IDLE_AFTER_S."""
+    delay_s = 0.05
+    monkeypatch.setattr(deferred_module, "IDLE_AFTER_S", 0.5)
+    store = open_store(outcome_delay_s=delay_s)
+    wake = CountedEvent(store.deferred._wake)
+    store.deferred._wake = wake
+    ledger = ledger_on(store)
+
+    for _ in range(5):
+        entry = open_entry(ledger)  # carries the previous outcome
+        entry.succeeded(BODY)
+        time.sleep(3 * delay_s)
+    open_entry(ledger)
+    assert wake.sets == 1
+
+    deadline = time.monotonic() + 5
+    while not store.deferred._flusher_idle and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.deferred._flusher_idle
+    open_entry(ledger).succeeded(BODY)
+    assert wake.sets == 2
+
+
 def test_the_process_that_answered_reads_its_own_outcomes(open_store):
     store = open_store(outcome_delay_s=NEVER_S)
     entry = open_entry(ledger_on(store))
