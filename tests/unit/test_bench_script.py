@@ -70,3 +70,25 @@ def test_the_connections_split_is_counted_per_process_busiest_first(bench):
 
     assert bench.split_by_process(listing) == [3, 1, 1]
     assert bench.split_by_process("") == []
+
+
+def test_ledger_threads_writes_and_finishes_a_row_per_request(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "bench_ledger_threads", BENCH_RUN.with_name("ledger_threads.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    url = f"sqlite:///{tmp_path}/ledger.db"
+
+    row = module.measure(threads=3, seconds=0.3, database_url=url)
+
+    from app.store import Store
+
+    store = Store.from_url(url)
+    try:
+        outcomes = [entry["outcome"] for entry in store.log.list(limit=10_000)]
+    finally:
+        store.close()
+    assert row["requests"] > 0
+    assert 0 < row["commits"] <= row["requests"]
+    assert outcomes.count("succeeded") == row["requests"] == len(outcomes)
