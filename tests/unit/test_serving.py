@@ -7,6 +7,7 @@ took: only which error a read ends with.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -217,3 +218,16 @@ def test_a_worker_accepts_only_while_a_thread_is_free_for_the_connection():
     worker.worker_connections = 10
     assert not accepts(connections=10, kept_alive=10)
     assert accepts(connections=9, kept_alive=9)
+
+
+def test_the_master_freezes_what_it_loaded_before_each_fork():
+    """A worker's collections then never walk (and write to) the objects it shares with
+    the master: 47 -> 29 MiB of private memory per worker (bench/README.md)."""
+    pre_fork = gunicorn_options()["pre_fork"]
+    gc.unfreeze()
+    try:
+        loaded = [[] for _ in range(1000)]  # objects the GC tracks
+        pre_fork(SimpleNamespace(), SimpleNamespace())
+        assert gc.get_freeze_count() >= len(loaded)
+    finally:
+        gc.unfreeze()
