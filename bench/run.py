@@ -183,6 +183,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (the postmaster, its backends and
+    helpers): the database the PostgreSQL rows use shares the two cores too."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def memory_kib(pid: int) -> dict:
     values = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -501,6 +516,10 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
     pids = server.worker_pids()
     sandbox_pids = bench.servers["sandbox"].worker_pids()
     cpu_before, sandbox_cpu_before = cpu_seconds(pids), cpu_seconds(sandbox_pids)
+    on_postgres = target.server == "service-postgres"
+    database_cpu_before = {
+        pid: cpu_seconds([pid]) for pid in (postgres_pids() if on_postgres else ())
+    }
     split: list[int] = []
     sampler = threading.Timer(
         bench.args.duration / 2,
@@ -511,6 +530,11 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
     sampler.join()
     cpu_used = cpu_seconds(pids) - cpu_before
     sandbox_cpu_used = cpu_seconds(sandbox_pids) - sandbox_cpu_before
+    # Backends the pool opened during the run count from zero.
+    database_cpu_used = sum(
+        cpu_seconds([pid]) - database_cpu_before.get(pid, 0.0)
+        for pid in (postgres_pids() if on_postgres else ())
+    )
     upstream = bench.sandbox.stats()["requests"] - stats_before
 
     done = max(result["requests"], 1)
@@ -531,6 +555,7 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
         "max_ms": result["latency_us"]["max"] / 1000,
         "cpu_ms_per_request": 1000 * cpu_used / done,
         "sandbox_cpu_ms_per_request": 1000 * sandbox_cpu_used / done,
+        "database_cpu_ms_per_request": 1000 * database_cpu_used / done if on_postgres else None,
         "connections_per_worker": split,
         "wrk": result,
     }
@@ -542,6 +567,7 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
         f"{row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
         f"errors {errors}  upstream/req {row['upstream_calls_measured']}  "
         f"cpu {row['cpu_ms_per_request']:.2f} ms/req"
+        + (f" + PostgreSQL {row['database_cpu_ms_per_request']:.2f}" if on_postgres else "")
         + (f"  per worker {'/'.join(map(str, split))}" if len(split) > 1 else ""),
         flush=True,
     )
@@ -559,6 +585,10 @@ def combine_rounds(rows: list[dict]) -> list[dict]:
         row = {k: v for k, v in group[0].items() if k != "wrk"}
         for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_request"):
             row[key] = statistics.median(r[key] for r in group)
+        if row.get("database_cpu_ms_per_request") is not None:
+            row["database_cpu_ms_per_request"] = statistics.median(
+                r["database_cpu_ms_per_request"] for r in group
+            )
         for key in ("requests", "errors"):
             row[key] = sum(r[key] for r in group)
         row["max_ms"] = max(r["max_ms"] for r in group)
@@ -779,7 +809,7 @@ def table(results: dict) -> str:
         lines.append(
             f"| {scenario} | {r['target']} | {'' if calls is None else calls} | {r['rps']:.0f} "
             f"| {ratio} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} | {added} "
-            f"| {r['cpu_ms_per_request']:.2f} | {r['errors']} |"
+            f"| {r['cpu_ms_per_request']:.2f}{_database_cpu(r)} | {r['errors']} |"
         )
     lines.append("")
     lines.append(
@@ -824,6 +854,11 @@ def table(results: dict) -> str:
         met = "yes" if t["met"] else "NO"
         lines.append(f"| {t['name']} | {t['goal']} | {t['measured']} | {met} |")
     return "\n".join(lines)
+
+
+def _database_cpu(row: dict) -> str:
+    database = row.get("database_cpu_ms_per_request")
+    return "" if database is None else f" (+ PostgreSQL {database:.2f})"
 
 
 def _mib(workers: list[dict], key: str) -> str:
@@ -1115,7 +1150,8 @@ def _quick_summary(rows: list[dict]) -> int:
             print(
                 f"c={connections:<3} {name:<32} {grant['rps'] / base['rps']:.2f} x baseline "
                 f"req/s, p99 +{grant['p99_ms'] - base['p99_ms']:.1f} ms, CPU "
-                f"{grant['cpu_ms_per_request']:.2f} vs {base['cpu_ms_per_request']:.2f} ms/req"
+                f"{grant['cpu_ms_per_request']:.2f}{_database_cpu(grant)} vs "
+                f"{base['cpu_ms_per_request']:.2f} ms/req"
             )
     return 0
 

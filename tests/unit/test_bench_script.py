@@ -72,6 +72,28 @@ def test_the_connections_split_is_counted_per_process_busiest_first(bench):
     assert bench.split_by_process("") == []
 
 
+def test_the_postgresql_rows_carry_the_database_s_cpu_as_a_median_of_rounds(bench):
+    def row(rps, database):
+        return {
+            "target": "createCreditGrant (PostgreSQL)",
+            "connections": 8,
+            "upstream_delay_ms": 0,
+            **dict.fromkeys(("p50_ms", "p90_ms", "p99_ms", "max_ms"), 1.0),
+            "rps": rps,
+            "cpu_ms_per_request": 3.0,
+            "database_cpu_ms_per_request": database,
+            "requests": 100,
+            "errors": 0,
+            "connections_per_worker": [],
+        }
+
+    combined = bench.combine_rounds([row(300, 0.5), row(310, 0.9), row(320, 0.6)])
+    assert combined[0]["database_cpu_ms_per_request"] == 0.6
+    assert bench._database_cpu(combined[0]) == " (+ PostgreSQL 0.60)"
+    assert bench._database_cpu({"database_cpu_ms_per_request": None}) == ""
+    assert isinstance(bench.postgres_pids(), list)
+
+
 def test_ledger_threads_writes_and_finishes_a_row_per_request(tmp_path):
     spec = importlib.util.spec_from_file_location(
         "bench_ledger_threads", BENCH_RUN.with_name("ledger_threads.py")
