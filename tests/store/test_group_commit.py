@@ -90,7 +90,7 @@ class Batch:
             except BaseException as error:  # what the caller of run() would see
                 self.results[name] = error
 
-        thread = threading.Thread(target=run)
+        thread = threading.Thread(target=run, name=str(name))
         self.threads.append(thread)
         thread.start()
 
@@ -321,26 +321,10 @@ def test_a_waiting_thread_that_is_stopped_passes_the_lead_on(stores, monkeypatch
     monkeypatch.setattr(group_commit_module._Ticket, "wait", stopped_once_woken)
     batch = Batch(store)
     batch.hold_the_leader()
-    results = {}
-
-    def run(name):
-        try:
-            results[name] = store.group_commit.run(
-                lambda connection: start_row(store, connection, name)
-            )
-        except BaseException as error:
-            results[name] = error
-
-    stopped = threading.Thread(target=run, args=("stopped",), name="stopped")
-    stopped.start()
+    batch.queue("stopped", lambda connection: start_row(store, connection, "stopped"))
     Batch._wait_for(lambda: len(store.group_commit._queued) == 1)
-    behind = threading.Thread(target=run, args=("behind",), name="behind")
-    behind.start()
-    Batch._wait_for(lambda: len(store.group_commit._queued) == 2)
-    batch.gate.set()
-    for thread in (stopped, behind, *batch.threads):
-        thread.join(WAIT_S)
-        assert not thread.is_alive()
+    batch.queue("behind", lambda connection: start_row(store, connection, "behind"))
+    results = batch.release()
 
     # "stopped" was handed the lead and stopped before committing anything: its row was
     # never written, and "behind" led its own batch instead of waiting for ever.
