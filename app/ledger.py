@@ -154,13 +154,13 @@ class Ledger:
         """
         started = time.monotonic()
         row = self._row(
-            operation,
-            caller_key_id,
-            idempotency_key,
-            payload,
-            correlation_id,
-            replay_of,
-            batch_item_id,
+            operation=operation,
+            caller_key_id=caller_key_id,
+            idempotency_key=idempotency_key,
+            payload=payload,
+            correlation_id=correlation_id,
+            replay_of=replay_of,
+            batch_item_id=batch_item_id,
         )
         claim_args = None
         if idempotency_key is not None:
@@ -241,13 +241,13 @@ class Ledger:
         finished. A log that is down does not change the refusal."""
         started = time.monotonic()
         row = self._row(
-            operation,
-            caller_key_id,
-            idempotency_key,
-            payload,
-            correlation_id,
-            replay_of,
-            batch_item_id,
+            operation=operation,
+            caller_key_id=caller_key_id,
+            idempotency_key=idempotency_key,
+            payload=payload,
+            correlation_id=correlation_id,
+            replay_of=replay_of,
+            batch_item_id=batch_item_id,
         )
 
         def write_refused_row(connection):
@@ -277,7 +277,14 @@ class Ledger:
 
     @staticmethod
     def _row(
-        operation, caller_key_id, idempotency_key, payload, correlation_id, replay_of, batch_item_id
+        *,
+        operation: str,
+        caller_key_id: str,
+        idempotency_key: str | None,
+        payload: dict | None,
+        correlation_id: str | None,
+        replay_of: int | None,
+        batch_item_id: int | None,
     ) -> dict:
         """The log row's values; binds the request's fields for its log lines."""
         account_id, opportunity_id = salesforce_ids(payload)

@@ -157,18 +157,28 @@ def start_sandbox(workdir: Path) -> Server:
 
 
 def children_of(pid: int) -> list[int]:
-    children = []
+    # The command name may hold spaces; the fields after ")" do not.
+    return _processes(lambda entry: int(_stat_fields(entry)[1]) == pid)
+
+
+def _stat_fields(entry: Path) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name."""
+    return (entry / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _processes(matches) -> list[int]:
+    """The PIDs of the running processes whose /proc entry `matches`; a process gone
+    while we look is skipped."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            if matches(entry):
+                pids.append(int(entry.name))
         except OSError:
             continue
-        # The command name may hold spaces; the fields after ")" do not.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            children.append(int(entry.name))
-    return sorted(children)
+    return sorted(pids)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -176,7 +186,7 @@ def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(Path(f"/proc/{pid}"))
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime
@@ -186,16 +196,7 @@ def cpu_seconds(pids: list[int]) -> float:
 def postgres_pids() -> list[int]:
     """Every PostgreSQL server process on this machine (the postmaster, its backends and
     helpers): the database the PostgreSQL rows use shares the two cores too."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "postgres":
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    return _processes(lambda entry: (entry / "comm").read_text().strip() == "postgres")
 
 
 def memory_kib(pid: int) -> dict:
