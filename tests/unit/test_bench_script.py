@@ -114,3 +114,30 @@ def test_ledger_threads_writes_and_finishes_a_row_per_request(tmp_path):
     assert row["requests"] > 0
     assert 0 < row["commits"] <= row["requests"]
     assert outcomes.count("succeeded") == row["requests"] == len(outcomes)
+
+
+@pytest.mark.postgres
+def test_pg_statements_sends_the_same_transaction_three_ways(postgres_admin):
+    from sqlalchemy import text
+
+    from tests.conftest import POSTGRES_URL
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_pg_statements", BENCH_RUN.with_name("pg_statements.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    results, rows = module.measure(POSTGRES_URL, transactions=4, rounds=2, warmup=2)
+
+    assert list(results) == ["literal script (the service)", "EXECUTE script", "pipeline, prepared"]
+    for per_round in results.values():
+        assert len(per_round) == 2
+        assert all(client > 0 and server >= 0 and wall > 0 for client, server, wall in per_round)
+    # Every way wrote each row and finished the one before it: 2 rounds x 3 ways x 6 rows.
+    assert rows == {"rows": 36, "finished": 30}
+    with postgres_admin.connect() as connection:
+        left = connection.execute(
+            text("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_pg_statements%'")
+        ).scalar()
+    assert left == 0
