@@ -18,6 +18,7 @@ still propagates as a bug.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +39,22 @@ class Executed:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A statement as PREPARE takes it: `sql` with $1, $2... for the values of `order`."""
+
+    name: str
+    sql: str
+    order: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class _Compiled:
     sql: str
     order: tuple[str, ...] | None  # the parameter names in positional order
     processors: dict[str, Any]  # name -> the column type's bind processor
     literals: dict[str, Any]  # name -> value, for the statement's own literals
     names: frozenset[str]  # every parameter the statement takes
+    prepared: Prepared | None = None  # on PostgreSQL: the form PREPARE takes
 
 
 class DriverStatement:
@@ -86,8 +97,11 @@ class DriverStatement:
         if script is None:
             return self.execute(connection, values)
         compiled, parameters = self._parameters(connection, values)
-        rendered = _rendered(script, compiled.sql, parameters, connection.dialect)
-        return script.add(compiled.sql, rendered)
+        dbapi_error = connection.dialect.loaded_dbapi.Error
+        try:
+            return script.add(compiled.sql, parameters, compiled.prepared)
+        except dbapi_error as error:  # a value the driver cannot adapt, or a broken connection
+            raise DBAPIError.instance(compiled.sql, parameters, error, dbapi_error) from error
 
     def _parameters(self, connection: Connection, values: dict[str, Any]) -> tuple[_Compiled, Any]:
         """The compiled statement, and `values` as its driver takes them."""
@@ -138,16 +152,22 @@ class DriverStatement:
                 "a value (list it in `columns`)"
             )
         order = tuple(compiled.positiontup or ()) if dialect.paramstyle in _POSITIONAL else None
-        found = _Compiled(compiled.string, order, processors, literals, frozenset(compiled.binds))
+        names = frozenset(compiled.binds)
+        prepared = self._prepared_form(dialect, names) if dialect.name == "postgresql" else None
+        found = _Compiled(compiled.string, order, processors, literals, names, prepared)
         self._by_dialect[dialect.name] = found
         return found
 
-
-def _rendered(script: Any, sql: str, parameters: Any, dialect: Dialect) -> str:
-    """`sql` with its values as literals; a value the driver cannot adapt is refused as
-    SQLAlchemy would refuse it."""
-    dbapi_error = dialect.loaded_dbapi.Error
-    try:
-        return script.render(sql, parameters)
-    except dbapi_error as error:
-        raise DBAPIError.instance(sql, parameters, error, dbapi_error) from error
+    def _prepared_form(self, dialect: Dialect, names: frozenset[str]) -> Prepared | None:
+        """The statement with $1, $2... (PREPARE's placeholders), compiled by the same
+        dialect; named by a hash of that SQL."""
+        numbered = self._statement.compile(
+            dialect=type(dialect)(paramstyle="numeric_dollar"), column_keys=self._columns
+        )
+        order = tuple(numbered.positiontup or ())
+        if not set(order) <= names or "POSTCOMPILE" in numbered.string:
+            # Compiled otherwise than the statement it stands for, or completed per call
+            # (an expanding IN): sent as text.
+            return None
+        digest = hashlib.sha256(numbered.string.encode()).hexdigest()[:24]
+        return Prepared(f"stigg_flow_actions_{digest}", numbered.string, order)

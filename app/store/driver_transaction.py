@@ -74,7 +74,7 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
 
                     # psycopg would send a BEGIN of its own: the script's first message has it.
                     pooled.driver_connection.autocommit = True
-                    script = PostgresScript(pooled.driver_connection)
+                    script = PostgresScript(pooled.driver_connection, pooled.info)
                 elif dialect.name == "sqlite":
                     pooled.driver_connection.begin_immediate()
                 yield DriverConnection(pooled, dialect, script)

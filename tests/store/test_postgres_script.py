@@ -34,12 +34,13 @@ def pg_store(postgres_url):
 
 @pytest.fixture
 def messages(monkeypatch) -> list[str]:
-    """The messages sent to the server, in order."""
+    """The messages sent to the server, in order, each statement as compiled (a prepared
+    one goes as its EXECUTE)."""
     sent: list[str] = []
     original = PostgresScript._send
 
     def counting(self):
-        sent.append(";".join(rendered for _compiled, rendered, _pending in self._waiting))
+        sent.append(";".join(statement.compiled for statement in self._waiting))
         return original(self)
 
     monkeypatch.setattr(PostgresScript, "_send", counting)
@@ -277,3 +278,182 @@ def test_the_ledger_opens_a_request_in_one_message_carrying_the_last_outcome(
         assert (entry.record_id is not None) == (key is not None)
     finally:
         store.close()
+
+
+# Prepared statements: PREPAREd once per connection, then EXECUTEd in the one message.
+
+_PREFIX = "stigg_flow_actions_"
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[str]:
+    """The messages as they went to the server (values and EXECUTEs included)."""
+    texts: list[str] = []
+    original = PostgresScript._execute
+
+    def recording(self, waiting):
+        texts.append(";".join(statement.rendered for statement in waiting))
+        return original(self, waiting)
+
+    monkeypatch.setattr(PostgresScript, "_execute", recording)
+    return texts
+
+
+@pytest.fixture
+def one_connection_store(postgres_url):
+    """A store whose pool holds one connection: every transaction runs on it."""
+    store = Store.from_url(postgres_url, engine_options={"pool_size": 1, "max_overflow": 0})
+    yield store
+    store.close()
+
+
+def _finish(store: Store, connection, entry_id: int) -> None:
+    store.log.send_finish(
+        connection, entry_id, outcome="succeeded", http_status=200, attempts=1, duration_ms=4
+    )
+
+
+def _request(store: Store, request_id: str, previous: int | None) -> int:
+    """What every request commits: the last one's outcome and its own row."""
+    with driver_transaction(store.engine) as connection:
+        if previous is not None:
+            _finish(store, connection, previous)
+        entry_id = store.log.queue_start(
+            connection, request_id=request_id, operation="op", caller_key_id="k"
+        )
+    return entry_id()
+
+
+def _server_prepared(store: Store) -> set[str]:
+    """Our prepared statements on the server connection of a one-connection store."""
+    with store.engine.connect() as connection:
+        names = connection.execute(text("SELECT name FROM pg_prepared_statements")).scalars()
+        return {name for name in names if name.startswith(_PREFIX)}
+
+
+def _prepared_state(store: Store):
+    from app.store.postgres_script import _PREPARED_INFO_KEY
+
+    pooled = store.engine.raw_connection()
+    try:
+        return pooled.info[_PREPARED_INFO_KEY]
+    finally:
+        pooled.close()
+
+
+def _stored(store: Store) -> list[tuple[str, str]]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(entries.c.request_id, entries.c.outcome).order_by(entries.c.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_each_statement_is_prepared_once_per_connection_then_executed(one_connection_store, sent):
+    store = one_connection_store
+    first = _request(store, "first", None)
+    second = _request(store, "second", first)
+    third = _request(store, "third", second)
+
+    *_, last = sent
+    # BEGIN; EXECUTE <the outcome's UPDATE>(...); EXECUTE <the row's INSERT>(...); COMMIT
+    assert last.startswith("BEGIN;EXECUTE " + _PREFIX)
+    assert last.count("EXECUTE " + _PREFIX) == 2
+    assert "UPDATE" not in last and "INSERT" not in last
+    assert "'third'" in last  # the values travel as literals
+    assert len(_server_prepared(store)) == 2  # the INSERT and the UPDATE, once each
+    assert _prepared_state(store).names == _server_prepared(store)
+    assert _stored(store) == [
+        ("first", "succeeded"),
+        ("second", "succeeded"),
+        ("third", "in_progress"),
+    ]
+    assert store.log.get(third)["request_id"] == "third"
+
+
+def test_a_server_connection_without_the_statement_gets_the_message_again_as_text(
+    one_connection_store, sent, caplog
+):
+    # What a transaction pooler does: the next transaction runs on a server connection
+    # that never saw this client's PREPARE.
+    store = one_connection_store
+    first = _request(store, "first", None)
+    second = _request(store, "second", first)
+    held = _server_prepared(store)
+    with store.engine.connect() as connection:
+        for name in held:
+            connection.execute(text(f"DEALLOCATE {name}"))
+    sent.clear()
+
+    third = _request(store, "third", second)
+
+    refused, again = sent
+    assert "EXECUTE " + _PREFIX in refused
+    assert "EXECUTE" not in again and "INSERT INTO provisioning_log" in again
+    assert "sends its statements as text from now on" in caplog.text
+    # Exactly once: the refused message left nothing behind.
+    assert _stored(store) == [
+        ("first", "succeeded"),
+        ("second", "succeeded"),
+        ("third", "in_progress"),
+    ]
+    assert store.log.get(third)["request_id"] == "third"
+    # The connection no longer prepares: the next request goes as text, no PREPARE.
+    sent.clear()
+    _request(store, "fourth", third)
+    assert len(sent) == 1 and "EXECUTE" not in sent[0]
+    assert _server_prepared(store) == set()
+    assert _prepared_state(store).disabled
+
+
+def test_a_statement_the_server_connection_already_holds_is_executed(one_connection_store, sent):
+    # Another client of a pooler prepared it there: the same name is the same SQL.
+    store = one_connection_store
+    first = _request(store, "first", None)
+    _request(store, "second", first)
+    held = _server_prepared(store)
+    _prepared_state(store).names.clear()  # this client forgets it prepared them
+    sent.clear()
+
+    _request(store, "third", None)
+
+    assert len(sent) == 1 and "EXECUTE " + _PREFIX in sent[0]
+    assert _server_prepared(store) == held
+    assert [request_id for request_id, _ in _stored(store)] == ["first", "second", "third"]
+
+
+def test_prepare_threshold_none_sends_text_and_prepares_nothing(postgres_url, sent):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url).update_query_dict({"prepare_threshold": "none"})
+    store = Store.from_url(
+        url.render_as_string(hide_password=False),
+        engine_options={"pool_size": 1, "max_overflow": 0},
+    )
+    try:
+        first = _request(store, "first", None)
+        _request(store, "second", first)
+
+        assert sent and all("EXECUTE" not in message for message in sent)
+        assert _server_prepared(store) == set()
+        assert _stored(store) == [("first", "succeeded"), ("second", "in_progress")]
+    finally:
+        store.close()
+
+
+def test_only_a_transaction_s_first_message_carries_executes(one_connection_store, sent):
+    # A later message could not be sent again as text if the server connection lacked
+    # the statement (what went before it would be lost), so it never EXECUTEs.
+    store = one_connection_store
+    first = _request(store, "first", None)
+    _request(store, "second", first)  # both statements prepared by now
+    sent.clear()
+
+    with driver_transaction(store.engine) as connection:
+        third = start_row(store, connection, "third")  # read at once: the first message
+        _finish(store, connection, third)  # goes with the COMMIT
+
+    opening, closing = sent
+    assert "EXECUTE " + _PREFIX in opening
+    assert "EXECUTE" not in closing and "UPDATE provisioning_log" in closing
+    assert _stored(store)[-1] == ("third", "succeeded")
