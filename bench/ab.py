@@ -86,7 +86,11 @@ def main() -> int:
             for count in connections:
                 for name in order:
                     row = bench_run.measure(
-                        bench, runs[name], connections=count, delay_ms=args.delay
+                        bench,
+                        runs[name],
+                        connections=count,
+                        delay_ms=args.delay,
+                        on_postgres=args.store == "postgres" and name != "baseline",
                     )
                     rows.setdefault((name, count), []).append(row)
             order = order[1:] + order[:1]
@@ -118,10 +122,15 @@ def main() -> int:
             p99s = [row["p99_ms"] - b["p99_ms"] for row, b in zip(own, base, strict=True)]
             cpu = statistics.median(row["cpu_ms_per_request"] for row in own)
             base_cpu = statistics.median(row["cpu_ms_per_request"] for row in base)
+            database = ""
+            if args.store == "postgres":
+                server_cpu = statistics.median(row["database_cpu_ms_per_request"] for row in own)
+                database = f" (+ PostgreSQL {server_cpu:.2f})"
             print(
                 f"c={count:<3} {name}: {' / '.join(f'{r:.2f}' for r in ratios)} "
                 f"({statistics.median(ratios):.2f})  p99 "
-                f"{' / '.join(f'{p:+.1f}' for p in p99s)}  CPU {cpu:.2f} vs {base_cpu:.2f}"
+                f"{' / '.join(f'{p:+.1f}' for p in p99s)}  "
+                f"CPU {cpu:.2f}{database} vs {base_cpu:.2f}"
             )
     return 0
 

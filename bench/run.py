@@ -506,7 +506,11 @@ def split_by_process(ss_listing: str) -> list[int]:
     return sorted(per_process.values(), reverse=True)
 
 
-def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> dict:
+def measure(
+    bench, target: Target, *, connections: int, delay_ms: int = 0, on_postgres: bool | None = None
+) -> dict:
+    """One wrk run of `target`. `on_postgres`: whether to count the PostgreSQL server's CPU
+    (by default, for the service's PostgreSQL target)."""
     server = bench.servers[target.server]
     url = server.base_url + target.path
     bench.sandbox.reset(delay_ms=delay_ms)
@@ -517,7 +521,8 @@ def measure(bench, target: Target, *, connections: int, delay_ms: int = 0) -> di
     pids = server.worker_pids()
     sandbox_pids = bench.servers["sandbox"].worker_pids()
     cpu_before, sandbox_cpu_before = cpu_seconds(pids), cpu_seconds(sandbox_pids)
-    on_postgres = target.server == "service-postgres"
+    if on_postgres is None:
+        on_postgres = target.server == "service-postgres"
     database_cpu_before = {
         pid: cpu_seconds([pid]) for pid in (postgres_pids() if on_postgres else ())
     }
